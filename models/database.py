@@ -1,0 +1,28 @@
+"""The engine: one per process, for SQLite (embedded default) or PostgreSQL."""
+
+import os
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./sessiongraph.db"
+
+
+def database_url(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("SESSIONGRAPH_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def create_engine(url: str, **kwargs) -> AsyncEngine:
+    engine = create_async_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _configure_sqlite)
+    return engine
+
+
+def _configure_sqlite(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

@@ -1,0 +1,249 @@
+"""Writing sessions: users, sessions, turns and events, with the figures kept on the rows
+(turn count, tokens, last activity, seq numbers, a turn's fallback output and agents).
+
+Used by the importer and the write mutations alike; every function runs inside the
+caller's transaction, so what it writes lands whole or not at all.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sessiongraph.models.tables import Event, Session, Turn, User
+
+
+@dataclass(slots=True)
+class NewEvent:
+    type: str
+    timestamp: datetime
+    agent_id: str | None = None
+    content: bytes | None = None
+    payload: object = None
+    dedup_key: str | None = None
+
+
+@dataclass(slots=True)
+class NewTurn:
+    task_id: str
+    created_at: datetime
+    workflow_id: str | None = None
+    user_query: str | None = None
+    result: str | None = None
+    status: str = "COMPLETED"
+    completed_at: datetime | None = None
+    tokens_used: int = 0
+    duration_ms: int | None = None
+    events: list[NewEvent] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class NewSession:
+    org_id: uuid.UUID
+    user_id: uuid.UUID
+    created_at: datetime
+    session_id: uuid.UUID | None = None
+    external_id: str | None = None
+    title: str | None = None
+    token_budget: int | None = None
+    metadata: dict = field(default_factory=dict)
+    turns: list[NewTurn] = field(default_factory=list)
+    events: list[NewEvent] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Stored:
+    session_id: uuid.UUID
+    created: bool
+    turns: int
+    events: int
+
+
+class OrganisationConflict(Exception):
+    """The user was first seen in another organisation."""
+
+
+class OwnerConflict(Exception):
+    """The session id is taken by a session of another owner."""
+
+
+def _insert_ignoring_conflicts(connection: AsyncConnection, table):
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+async def ensure_user(connection: AsyncConnection, user_id: uuid.UUID, org_id: uuid.UUID, now: datetime) -> bool:
+    """Records the user in `org_id` if never seen; False if it belongs to another one."""
+    await connection.execute(
+        _insert_ignoring_conflicts(connection, User.__table__).values(id=user_id, org_id=org_id, created_at=now)
+    )
+    stored = await connection.scalar(select(User.org_id).where(User.id == user_id))
+    return stored == org_id
+
+
+async def store_session(connection: AsyncConnection, new: NewSession) -> Stored:
+    """Stores a session, or adds to the one stored under the same id (or the same owner
+    and external id) the turns whose task id it lacks; nothing else of it changes."""
+    if not await ensure_user(connection, new.user_id, new.org_id, new.created_at):
+        raise OrganisationConflict(f"user {new.user_id} belongs to another organisation")
+    existing = None
+    if new.session_id is not None:
+        existing = (await connection.execute(
+            select(Session.id, Session.user_id, Session.org_id).where(Session.id == new.session_id)
+        )).first()
+        if existing is not None and (existing.user_id, existing.org_id) != (new.user_id, new.org_id):
+            raise OwnerConflict(f"session {new.session_id} belongs to another owner")
+    if existing is None and new.external_id is not None:
+        existing = (await connection.execute(
+            select(Session.id).where(
+                Session.user_id == new.user_id,
+                Session.external_id == new.external_id,
+                Session.deleted_at.is_(None),
+            )
+        )).first()
+    if existing is not None:
+        known = set((await connection.scalars(select(Turn.task_id).where(Turn.session_id == existing.id))).all())
+        turns = [t for t in _unique_tasks(new.turns) if t.task_id not in known]
+        added = await add_turns(connection, existing.id, turns)
+        return Stored(existing.id, False, len(turns), added)
+
+    session_id = new.session_id or uuid.uuid4()
+    await connection.execute(
+        Session.__table__.insert().values(
+            id=session_id,
+            org_id=new.org_id,
+            user_id=new.user_id,
+            external_id=new.external_id,
+            title=new.title,
+            token_budget=new.token_budget,
+            metadata=new.metadata,
+            created_at=new.created_at,
+            updated_at=new.created_at,
+            last_activity_at=new.created_at,
+            turn_count=0,
+            tokens_used=0,
+            event_count=0,
+        )
+    )
+    added = await append_events(connection, session_id, None, new.events)
+    turns = _unique_tasks(new.turns)
+    added += await add_turns(connection, session_id, turns)
+    return Stored(session_id, True, len(turns), added)
+
+
+def _unique_tasks(turns: list[NewTurn]) -> list[NewTurn]:
+    seen: set[str] = set()
+    return [t for t in turns if not (t.task_id in seen or seen.add(t.task_id))]
+
+
+async def add_turns(connection: AsyncConnection, session_id: uuid.UUID, turns: list[NewTurn]) -> int:
+    """Adds turns (after the session's last) with their events; returns the events added."""
+    if not turns:
+        return 0
+    count = await connection.scalar(
+        update(Session)
+        .where(Session.id == session_id)
+        .values(turn_count=Session.turn_count + len(turns), tokens_used=Session.tokens_used + sum(t.tokens_used for t in turns))
+        .returning(Session.turn_count)
+    )
+    first_position = count - len(turns) + 1
+    rows = [
+        {
+            "session_id": session_id,
+            "position": first_position + i,
+            "task_id": t.task_id,
+            "workflow_id": t.workflow_id,
+            "user_query": t.user_query,
+            "result": t.result,
+            "status": t.status,
+            "created_at": t.created_at,
+            "completed_at": t.completed_at,
+            "tokens_used": t.tokens_used,
+            "duration_ms": t.duration_ms,
+            "fallback_output": None,
+            "agents": [],
+        }
+        for i, t in enumerate(turns)
+    ]
+    ids = (await connection.scalars(
+        Turn.__table__.insert().returning(Turn.id, sort_by_parameter_order=True), rows
+    )).all()
+    newest = max(max(t.created_at, t.completed_at or t.created_at) for t in turns)
+    await _touch(connection, session_id, newest, updated=True)
+    added = 0
+    for turn_id, turn in zip(ids, turns, strict=True):
+        added += await append_events(connection, session_id, turn_id, turn.events, turn.workflow_id)
+    return added
+
+
+async def append_events(
+    connection: AsyncConnection,
+    session_id: uuid.UUID,
+    turn_id: int | None,
+    events: list[NewEvent],
+    workflow_id: str | None = None,
+) -> int:
+    """Appends events with the session's next seqs, gapless: the seqs are taken by one
+    UPDATE of the session row, which holds its lock until the transaction ends."""
+    if not events:
+        return 0
+    last_seq = await connection.scalar(
+        update(Session)
+        .where(Session.id == session_id)
+        .values(event_count=Session.event_count + len(events))
+        .returning(Session.event_count)
+    )
+    first_seq = last_seq - len(events) + 1
+    await connection.execute(
+        Event.__table__.insert(),
+        [
+            {
+                "session_id": session_id,
+                "turn_id": turn_id,
+                "seq": first_seq + i,
+                "type": e.type,
+                "workflow_id": workflow_id,
+                "agent_id": e.agent_id,
+                "content": e.content,
+                "timestamp": e.timestamp,
+                "payload": e.payload,
+                "dedup_key": e.dedup_key,
+            }
+            for i, e in enumerate(events)
+        ],
+    )
+    await _touch(connection, session_id, max(e.timestamp for e in events))
+    if turn_id is not None:
+        await _update_turn_figures(connection, turn_id, events)
+    return len(events)
+
+
+async def _touch(connection: AsyncConnection, session_id: uuid.UUID, when: datetime, updated: bool = False) -> None:
+    values = {"last_activity_at": when}
+    if updated:
+        values["updated_at"] = when
+    for column, value in values.items():
+        await connection.execute(
+            update(Session).where(Session.id == session_id, getattr(Session, column) < value).values({column: value})
+        )
+
+
+async def _update_turn_figures(connection: AsyncConnection, turn_id: int, events: list[NewEvent]) -> None:
+    turn = (await connection.execute(select(Turn.fallback_output, Turn.agents).where(Turn.id == turn_id))).one()
+    agents = sorted(set(turn.agents) | {e.agent_id for e in events if e.agent_id})
+    fallback = turn.fallback_output
+    if fallback is None:
+        fallback = next(
+            (
+                message
+                for e in events
+                if e.type == "LLM_OUTPUT" and e.content is not None
+                and (message := e.content.decode("utf-8", "replace")).strip()
+            ),
+            None,
+        )
+    if agents != turn.agents or fallback != turn.fallback_output:
+        await connection.execute(update(Turn).where(Turn.id == turn_id).values(agents=agents, fallback_output=fallback))

@@ -1,0 +1,46 @@
+"""A request's context: who is calling, its database connection and its DataLoaders."""
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    user_id: uuid.UUID
+    org_id: uuid.UUID
+    role: str  # USER | ADMIN
+    identity_type: str  # USER | MACHINE
+    key_id: uuid.UUID | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "ADMIN"
+
+
+class RequestContext:
+    """One per GraphQL operation. Reads share one connection, opened on first use; the
+    DataLoaders of the operation may fire concurrently, so statements take turns on it."""
+
+    def __init__(self, engine: AsyncEngine, viewer: Viewer) -> None:
+        from sessiongraph.resolvers.loaders import Loaders
+
+        self.engine = engine
+        self.viewer = viewer
+        self.loaders = Loaders(self)
+        self._connection: AsyncConnection | None = None
+        self._lock = asyncio.Lock()
+
+    async def rows(self, statement) -> list:
+        async with self._lock:
+            if self._connection is None:
+                self._connection = await self.engine.connect()
+            result = await self._connection.execute(statement)
+            return result.all()
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None

@@ -1,0 +1,164 @@
+"""DataLoaders: every relation and nested connection is loaded for all parents at once.
+
+A nested connection is one statement per distinct set of arguments, whatever the number of
+parents: rows are numbered per parent with a window function and cut at the page size.
+`totalCount` has loaders of its own, so it costs nothing unless it is selected.
+"""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from strawberry.dataloader import DataLoader
+
+from sessiongraph.models import Event, Session, Turn
+
+SESSION_COLUMNS = tuple(Session.__table__.c)
+TURN_COLUMNS = tuple(Turn.__table__.c)
+# An event's `elapsedMs` is measured from its session's creation: it comes with the row.
+EVENT_COLUMNS = (*Event.__table__.c, Session.created_at.label("session_created_at"))
+EVENTS_WITH_SESSION = Event.__table__.join(Session.__table__, Event.session_id == Session.id)
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """`types` keeps only those types; LLM_PARTIAL is left out unless asked for."""
+
+    types: tuple[str, ...] | None
+    include_partial: bool
+
+    def condition(self):
+        if self.types is not None:
+            return Event.type.in_(self.types)
+        if not self.include_partial:
+            return Event.type != "LLM_PARTIAL"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PageKey:
+    """One parent's page: rows after `after` and before `before` (sort keys), in the
+    connection's order (`forward`) or from its end, `limit` + 1 of them at most."""
+
+    parent: Hashable
+    limit: int
+    forward: bool
+    after: int | None
+    before: int | None
+    events: EventFilter | None = None
+
+    @property
+    def batch(self) -> tuple:
+        return (self.limit, self.forward, self.after, self.before, self.events)
+
+
+class Loaders:
+    def __init__(self, context) -> None:
+        self.context = context
+        self.session = DataLoader(self._sessions)
+        self.turn = DataLoader(self._turns)
+        self.event = DataLoader(self._events)
+        self.turn_page = DataLoader(self._turn_pages)
+        self.session_event_page = DataLoader(self._session_event_pages)
+        self.turn_event_page = DataLoader(self._turn_event_pages)
+        self.session_event_count = DataLoader(self._session_event_counts)
+        self.turn_event_count = DataLoader(self._turn_event_counts)
+
+    async def _by_id(self, columns, id_column, ids, select_from=None) -> list:
+        statement = select(*columns).where(id_column.in_(ids))
+        if select_from is not None:
+            statement = statement.select_from(select_from)
+        found = {row.id: row for row in await self.context.rows(statement)}
+        return [found.get(i) for i in ids]
+
+    async def _sessions(self, ids: list[uuid.UUID]) -> list:
+        return await self._by_id(SESSION_COLUMNS, Session.id, ids)
+
+    async def _turns(self, ids: list[int]) -> list:
+        return await self._by_id(TURN_COLUMNS, Turn.id, ids)
+
+    async def _events(self, ids: list[int]) -> list:
+        return await self._by_id(EVENT_COLUMNS, Event.id, ids, EVENTS_WITH_SESSION)
+
+    async def _turn_pages(self, keys: list[PageKey]) -> list[list]:
+        return await self._pages(keys, TURN_COLUMNS, Turn.session_id, Turn.position)
+
+    async def _session_event_pages(self, keys: list[PageKey]) -> list[list]:
+        return await self._pages(keys, EVENT_COLUMNS, Event.session_id, Event.seq, EVENTS_WITH_SESSION)
+
+    async def _turn_event_pages(self, keys: list[PageKey]) -> list[list]:
+        return await self._pages(keys, EVENT_COLUMNS, Event.turn_id, Event.seq, EVENTS_WITH_SESSION)
+
+    async def _pages(self, keys, columns, parent, key, select_from=None) -> list[list]:
+        groups: dict[tuple, list[PageKey]] = defaultdict(list)
+        for k in keys:
+            groups[k.batch].append(k)
+        pages: dict[PageKey, list] = {}
+        for group in groups.values():
+            rows = await self.context.rows(
+                page_statement(group, columns, parent, key, select_from)
+            )
+            by_parent = defaultdict(list)
+            for row in rows:
+                by_parent[row._mapping[parent.name]].append(row)
+            for k in group:
+                pages[k] = by_parent.get(k.parent, [])
+        return [pages[k] for k in keys]
+
+    async def _session_event_counts(self, keys: list[tuple]) -> list[int]:
+        return await self._event_counts(keys, Event.session_id)
+
+    async def _turn_event_counts(self, keys: list[tuple]) -> list[int]:
+        return await self._event_counts(keys, Event.turn_id)
+
+    async def _event_counts(self, keys: list[tuple[Hashable, EventFilter]], parent) -> list[int]:
+        groups = defaultdict(list)
+        for parent_id, events in keys:
+            groups[events].append(parent_id)
+        counts = {}
+        for events, parents in groups.items():
+            statement = (
+                select(parent, func.count())
+                .where(parent.in_(parents))
+                .group_by(parent)
+            )
+            if (condition := events.condition()) is not None:
+                statement = statement.where(condition)
+            for parent_id, count in await self.context.rows(statement):
+                counts[parent_id, events] = count
+        return [counts.get(k, 0) for k in keys]
+
+
+def page_statement(keys: list[PageKey], columns, parent, key, select_from=None):
+    """One statement for the pages of all `keys`, which share their arguments.
+
+    A single parent is a plain index range scan with LIMIT; several are numbered per
+    parent with row_number() and cut at the page size, still one statement.
+    """
+    first = keys[0]
+    order = key.asc() if first.forward else key.desc()
+    conditions = []
+    if first.after is not None:
+        conditions.append(key > first.after)
+    if first.before is not None:
+        conditions.append(key < first.before)
+    if first.events is not None and (condition := first.events.condition()) is not None:
+        conditions.append(condition)
+    parents = [k.parent for k in keys]
+    if len(parents) == 1:
+        statement = select(*columns).where(parent == parents[0], *conditions)
+        if select_from is not None:
+            statement = statement.select_from(select_from)
+        return statement.order_by(order).limit(first.limit + 1)
+    number = func.row_number().over(partition_by=parent, order_by=order).label("page_row")
+    inner = select(*columns, number).where(parent.in_(parents), *conditions)
+    if select_from is not None:
+        inner = inner.select_from(select_from)
+    inner = inner.subquery()
+    return (
+        select(*(c for c in inner.c if c.name != "page_row"))
+        .where(inner.c.page_row <= first.limit + 1)
+        .order_by(inner.c[parent.name], inner.c.page_row)
+    )

@@ -1,0 +1,180 @@
+"""The read side: the session list, lookups by id, and the nested connections."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, tuple_
+
+from sessiongraph.models import Session
+from sessiongraph.resolvers.context import RequestContext
+from sessiongraph.resolvers.errors import BadUserInput
+from sessiongraph.resolvers.ids import from_global_id, parse_uuid
+from sessiongraph.resolvers.loaders import SESSION_COLUMNS, EventFilter, PageKey
+from sessiongraph.resolvers.pagination import Page, PageArgs, cut_page, decode_cursor, encode_cursor
+from sessiongraph.resolvers.visibility import can_see, visible_sessions
+
+SESSIONS_PAGE = 20
+TURNS_PAGE = 10
+EVENTS_PAGE = 20
+
+ORDER_COLUMNS = {
+    "CREATED_AT": Session.created_at,
+    "UPDATED_AT": Session.updated_at,
+    "LAST_ACTIVITY_AT": Session.last_activity_at,
+    "TOKENS_USED": Session.tokens_used,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionListFilter:
+    search: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    external_ids: tuple[str, ...] | None = None
+    user_id: uuid.UUID | None = None
+
+    def conditions(self) -> list:
+        found = []
+        if self.search:
+            pattern = "%" + self.search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            found.append(
+                func.lower(Session.title).like(pattern, escape="\\")
+                | func.lower(Session.external_id).like(pattern, escape="\\")
+            )
+        if self.created_after is not None:
+            found.append(Session.created_at > self.created_after)
+        if self.created_before is not None:
+            found.append(Session.created_at < self.created_before)
+        if self.external_ids is not None:
+            found.append(Session.external_id.in_(self.external_ids))
+        if self.user_id is not None:
+            found.append(Session.user_id == self.user_id)
+        return found
+
+
+async def list_sessions(
+    ctx: RequestContext,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    where: SessionListFilter,
+    order_field: str,
+    descending: bool,
+) -> Page:
+    args = PageArgs.parse(first, after, last, before, SESSIONS_PAGE)
+    order_column = ORDER_COLUMNS[order_field]
+    scope = f"{order_field}:{'DESC' if descending else 'ASC'}"
+    is_time = order_field != "TOKENS_USED"
+    keys = tuple_(order_column, Session.id)
+
+    def cursor_key(cursor: str) -> tuple:
+        value, id_ = decode_cursor(cursor, "sessions", scope, (str if is_time else int, str))
+        try:
+            return (datetime.fromisoformat(value) if is_time else value), uuid.UUID(id_)
+        except ValueError:
+            raise BadUserInput(f"The cursor {cursor!r} was not issued by this connection.") from None
+
+    conditions = [visible_sessions(ctx.viewer), *where.conditions()]
+    if args.after is not None:
+        bound = tuple_(*cursor_key(args.after))
+        conditions.append(keys < bound if descending else keys > bound)
+    if args.before is not None:
+        bound = tuple_(*cursor_key(args.before))
+        conditions.append(keys > bound if descending else keys < bound)
+    fetch_descending = descending == args.forward
+    ordering = (order_column.desc(), Session.id.desc()) if fetch_descending else (order_column, Session.id)
+    statement = select(*SESSION_COLUMNS).where(*conditions).order_by(*ordering).limit(args.limit + 1)
+    rows = await ctx.rows(statement)
+
+    def cursor(row) -> str:
+        value = getattr(row, order_column.name)
+        return encode_cursor("sessions", scope, value.isoformat() if is_time else value, row.id.hex)
+
+    async def count() -> int:
+        count_conditions = [visible_sessions(ctx.viewer), *where.conditions()]
+        return (await ctx.rows(select(func.count()).select_from(Session).where(*count_conditions)))[0][0]
+
+    return cut_page(rows, args, cursor, count)
+
+
+async def turn_page(ctx: RequestContext, session, first, after, last, before) -> Page:
+    args = PageArgs.parse(first, after, last, before, TURNS_PAGE)
+    scope = str(session.id)
+    key = PageKey(session.id, args.limit, args.forward, *_cursor_keys(args, "turns", scope))
+    rows = await ctx.loaders.turn_page.load(key)
+
+    async def count() -> int:
+        return session.turn_count
+
+    return cut_page(rows, args, lambda row: encode_cursor("turns", scope, row.position), count)
+
+
+async def event_page(
+    ctx: RequestContext, parent_kind: str, parent_id, first, after, last, before, types, include_partial
+) -> Page:
+    """The events of a session (`parent_kind` "session") or of a turn ("turn")."""
+    args = PageArgs.parse(first, after, last, before, EVENTS_PAGE)
+    events = EventFilter(None if types is None else tuple(types), bool(include_partial))
+    scope = f"{parent_kind}:{parent_id}"
+    key = PageKey(parent_id, args.limit, args.forward, *_cursor_keys(args, "events", scope), events)
+    pages = ctx.loaders.session_event_page if parent_kind == "session" else ctx.loaders.turn_event_page
+    counts = ctx.loaders.session_event_count if parent_kind == "session" else ctx.loaders.turn_event_count
+    rows = await pages.load(key)
+
+    async def count() -> int:
+        return await counts.load((parent_id, events))
+
+    return cut_page(rows, args, lambda row: encode_cursor("events", scope, row.seq), count)
+
+
+def _cursor_keys(args: PageArgs, connection: str, scope: str) -> tuple[int | None, int | None]:
+    return tuple(
+        None if cursor is None else decode_cursor(cursor, connection, scope, (int,))[0]
+        for cursor in (args.after, args.before)
+    )
+
+
+async def find_session(ctx: RequestContext, id_: str):
+    """A visible session by global id, UUID or the caller's own external id, in that order."""
+    parsed = from_global_id(id_)
+    if parsed is not None and parsed[0] == "Session":
+        session = await visible_session(ctx, parsed[1])
+        if session is not None:
+            return session
+    if (as_uuid := parse_uuid(id_)) is not None:
+        session = await visible_session(ctx, as_uuid)
+        if session is not None:
+            return session
+    rows = await ctx.rows(
+        select(*SESSION_COLUMNS).where(
+            Session.user_id == ctx.viewer.user_id,
+            Session.org_id == ctx.viewer.org_id,
+            Session.external_id == id_,
+            Session.deleted_at.is_(None),
+        )
+    )
+    return rows[0] if rows else None
+
+
+async def visible_session(ctx: RequestContext, session_id: uuid.UUID):
+    session = await ctx.loaders.session.load(session_id)
+    return session if can_see(ctx.viewer, session) else None
+
+
+async def find_node(ctx: RequestContext, id_: str) -> tuple[str, object] | None:
+    """(type, row) of a visible node, None when there is none; BAD_USER_INPUT when the id is
+    not one this server could have issued."""
+    parsed = from_global_id(id_)
+    if parsed is None:
+        raise BadUserInput(f"{id_!r} is not a valid id.")
+    type_name, key = parsed
+    if type_name == "Session":
+        row = await visible_session(ctx, key)
+    else:
+        loader = ctx.loaders.turn if type_name == "Turn" else ctx.loaders.event
+        row = await loader.load(key)
+        if row is not None and await visible_session(ctx, row.session_id) is None:
+            row = None
+    return None if row is None else (type_name, row)

@@ -1,0 +1,25 @@
+"""Who may see which session: a USER its own, an ADMIN its organisation's, nobody a
+deleted one. What a caller may not see is answered exactly like what does not exist."""
+
+from sqlalchemy import and_
+
+from sessiongraph.models import Session
+from sessiongraph.resolvers.context import Viewer
+
+
+def visible_sessions(viewer: Viewer):
+    """The SQL condition selecting the live sessions `viewer` may see."""
+    scope = Session.org_id == viewer.org_id
+    if not viewer.is_admin:
+        scope = and_(scope, Session.user_id == viewer.user_id)
+    return and_(scope, Session.deleted_at.is_(None))
+
+
+def can_see(viewer: Viewer, session) -> bool:
+    """The same rule as `visible_sessions`, for a session row already loaded."""
+    return (
+        session is not None
+        and session.deleted_at is None
+        and session.org_id == viewer.org_id
+        and (viewer.is_admin or session.user_id == viewer.user_id)
+    )

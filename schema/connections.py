@@ -1,0 +1,53 @@
+"""Relay connections over a page of rows; edges and their cursors are built only when
+selected, `totalCount` is counted only when selected."""
+
+from typing import Any, Generic, TypeVar
+
+import strawberry
+
+from sessiongraph.resolvers.pagination import Page
+
+NodeType = TypeVar("NodeType")
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[NodeType]):
+    cursor: str
+    node: NodeType
+
+
+@strawberry.type
+class Connection(Generic[NodeType]):
+    nodes: list[NodeType]
+    page: strawberry.Private[Page]
+
+    @classmethod
+    def of(cls, page: Page, build: Any) -> "Connection":
+        return cls(nodes=[build(row) for row in page.rows], page=page)
+
+    @strawberry.field
+    def edges(self) -> list[Edge[NodeType]]:
+        cursor = self.page.cursor
+        return [Edge(cursor=cursor(row), node=node) for row, node in zip(self.page.rows, self.nodes)]
+
+    @strawberry.field
+    def page_info(self) -> PageInfo:
+        rows, cursor = self.page.rows, self.page.cursor
+        return PageInfo(
+            has_next_page=self.page.has_next,
+            has_previous_page=self.page.has_previous,
+            start_cursor=cursor(rows[0]) if rows else None,
+            end_cursor=cursor(rows[-1]) if rows else None,
+        )
+
+    @strawberry.field(description="All that match, across pages.")
+    async def total_count(self) -> int:
+        return await self.page.count()

@@ -1,0 +1,80 @@
+"""The Query root."""
+
+import asyncio
+
+import strawberry
+
+from sessiongraph.resolvers import queries
+from sessiongraph.schema.connections import Connection
+from sessiongraph.schema.inputs import OrderDirection, SessionFilter, SessionOrder
+from sessiongraph.schema.types import NODE_TYPES, Node, Session, Viewer
+
+
+async def _node(info: strawberry.Info, id_: str) -> Node | None:
+    found = await queries.find_node(info.context, id_)
+    if found is None:
+        return None
+    type_name, row = found
+    return NODE_TYPES[type_name].from_row(row)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Who the caller is.")
+    def viewer(self, info: strawberry.Info) -> Viewer:
+        return Viewer.of(info.context.viewer)
+
+    @strawberry.field(
+        description="One session, by its global id, its UUID, or the caller's own external id, "
+        "tried in that order. Null when it does not exist, is deleted, or is not visible to the "
+        "caller: another user's or organisation's session is indistinguishable from a missing one."
+    )
+    async def session(self, info: strawberry.Info, id: strawberry.ID) -> Session | None:
+        row = await queries.find_session(info.context, id)
+        return None if row is None else Session.from_row(row)
+
+    @strawberry.field(
+        description="The sessions the caller can see (a USER: its own; an ADMIN: its "
+        "organisation's), deleted ones left out, CREATED_AT DESC by default. `first`/`last` take "
+        "0..100 and default to 20. Cursors are keyset cursors: a page deep in the list costs "
+        "what the first page costs."
+    )
+    async def sessions(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: SessionFilter | None = None,
+        order_by: SessionOrder | None = None,
+    ) -> Connection[Session]:
+        order_by = order_by or SessionOrder()
+        where = queries.SessionListFilter()
+        if filter is not None:
+            where = queries.SessionListFilter(
+                search=filter.search,
+                created_after=filter.created_after,
+                created_before=filter.created_before,
+                external_ids=None if filter.external_ids is None else tuple(filter.external_ids),
+                user_id=filter.user_id,
+            )
+        page = await queries.list_sessions(
+            info.context,
+            first,
+            after,
+            last,
+            before,
+            where,
+            order_by.field.value,
+            order_by.direction is OrderDirection.DESC,
+        )
+        return Connection.of(page, Session.from_row)
+
+    @strawberry.field
+    async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
+        return await _node(info, id)
+
+    @strawberry.field
+    async def nodes(self, info: strawberry.Info, ids: list[strawberry.ID]) -> list[Node | None]:
+        return list(await asyncio.gather(*(_node(info, i) for i in ids)))

@@ -1,0 +1,48 @@
+"""The ASGI application: /graphql, /healthz, /readyz."""
+
+import contextlib
+import logging
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from sessiongraph.config import Settings
+from sessiongraph.http import GraphQLEndpoint
+from sessiongraph.models import create_engine
+from sessiongraph.schema import schema
+
+
+def create_app(settings: Settings | None = None, engine=None) -> Starlette:
+    settings = settings or Settings.from_env()
+    engine = engine or create_engine(settings.database_url)
+
+    async def healthz(request):
+        return PlainTextResponse("ok")
+
+    async def readyz(request):
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:  # any failure to reach the database means: not ready
+            logging.getLogger("sessiongraph").warning("database not answering", exc_info=True)
+            return PlainTextResponse("database unavailable", status_code=503)
+        return PlainTextResponse("ok")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await engine.dispose()
+
+    graphql = GraphQLEndpoint(schema, engine, settings)
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=None),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    return app

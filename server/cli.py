@@ -1,0 +1,152 @@
+"""The `sessiongraph` console script."""
+
+import argparse
+import asyncio
+import sys
+import uuid
+
+from sessiongraph.models import create_engine, database_url
+
+
+def _run(coroutine_factory, url: str):
+    async def main():
+        engine = create_engine(url)
+        try:
+            return await coroutine_factory(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def cmd_migrate(args) -> int:
+    from sessiongraph.migrations import upgrade
+
+    upgrade(args.url)
+    print(f"migrated {args.url}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import logging
+    import os
+
+    import uvicorn
+
+    from sessiongraph.migrations import upgrade
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    upgrade(args.url)
+    os.environ["SESSIONGRAPH_DATABASE_URL"] = args.url  # for the worker processes
+    print(f"GraphiQL: http://{args.host}:{args.port}/graphql", flush=True)
+    uvicorn.run(
+        "sessiongraph.server_factory:app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        env_file=None,
+    )
+    return 0
+
+
+def cmd_import(args) -> int:
+    from sessiongraph.importer import import_lines
+    from sessiongraph.migrations import upgrade
+
+    upgrade(args.url)
+    stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    with stream:
+        report = _run(lambda engine: import_lines(engine, stream), args.url)
+    print(report.summary())
+    return 1 if report.rejected else 0
+
+
+def cmd_apikey_create(args) -> int:
+    from sessiongraph.auth import KeyOrganisationConflict, create_key
+    from sessiongraph.migrations import upgrade
+
+    upgrade(args.url)
+    try:
+        key_id, key = _run(
+            lambda engine: create_key(engine, args.org, args.user, args.role, args.machine, args.name), args.url
+        )
+    except KeyOrganisationConflict as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"key id: {key_id}")
+    print(key)
+    return 0
+
+
+def cmd_apikey_revoke(args) -> int:
+    from sessiongraph.auth import revoke_key
+
+    if not _run(lambda engine: revoke_key(engine, args.key_id), args.url):
+        print(f"error: no live key {args.key_id}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.key_id}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from sessiongraph.demo import load_demo
+    from sessiongraph.migrations import upgrade
+
+    upgrade(args.url)
+    key = _run(lambda engine: load_demo(engine, only_if_empty=args.if_empty), args.url)
+    print(f"API key: {key}")
+    return 0
+
+
+def cmd_export_schema(args) -> int:
+    from sessiongraph.schema import schema
+
+    print(schema.as_str())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="sessiongraph", description=__doc__)
+    root.add_argument("--database-url", dest="database_url", help="default: $SESSIONGRAPH_DATABASE_URL or ./sessiongraph.db")
+    commands = root.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="bring the database schema to the newest version").set_defaults(run=cmd_migrate)
+
+    serve = commands.add_parser("serve", help="migrate, then serve HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(run=cmd_serve)
+
+    imp = commands.add_parser("import", help="load sessions from JSON Lines")
+    imp.add_argument("file", help="a file, or - for standard input")
+    imp.set_defaults(run=cmd_import)
+
+    apikey = commands.add_parser("apikey", help="create or revoke API keys").add_subparsers(dest="action", required=True)
+    create = apikey.add_parser("create")
+    create.add_argument("--org", type=uuid.UUID, required=True)
+    create.add_argument("--user", type=uuid.UUID, required=True)
+    create.add_argument("--role", choices=["user", "admin"], default="user")
+    create.add_argument("--machine", action="store_true")
+    create.add_argument("--name")
+    create.set_defaults(run=cmd_apikey_create)
+    revoke = apikey.add_parser("revoke")
+    revoke.add_argument("key_id", type=uuid.UUID)
+    revoke.set_defaults(run=cmd_apikey_revoke)
+
+    demo = commands.add_parser("demo", help="load a demo data set and print an API key for it")
+    demo.add_argument("--if-empty", action="store_true", help="load the data set only into an empty database")
+    demo.set_defaults(run=cmd_demo)
+    commands.add_parser("export-schema", help="print the schema as SDL").set_defaults(run=cmd_export_schema)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    args.url = database_url(args.database_url)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""`sessiongraph import`: sessions from JSON Lines, one session a line, each stored whole
+or not at all. The input is streamed line by line, so a file of any size runs in the memory
+of its largest line."""
+
+import base64
+import binascii
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sessiongraph.models.recording import (
+    NewEvent,
+    NewSession,
+    NewTurn,
+    OrganisationConflict,
+    OwnerConflict,
+    store_session,
+)
+from sessiongraph.resolvers.errors import BadUserInput
+from sessiongraph.resolvers.rules import check_external_id, sanitize_title
+
+TURN_STATUSES = {"RUNNING", "COMPLETED", "FAILED", "CANCELLED"}
+
+
+class LineError(ValueError):
+    """A line breaks a rule of the import format."""
+
+
+@dataclass(slots=True)
+class ImportReport:
+    lines: int = 0
+    sessions_created: int = 0
+    sessions_updated: int = 0
+    turns: int = 0
+    events: int = 0
+    rejected: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"stored {self.sessions_created} new sessions, added to {self.sessions_updated} existing; "
+            f"{self.turns} turns, {self.events} events; {self.rejected} of {self.lines} lines rejected"
+        )
+
+
+def _get(obj: dict, key: str, kind, where: str, required: bool = False):
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise LineError(f"{where}: `{key}` is required")
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise LineError(f"{where}: `{key}` must be {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def _uuid(obj: dict, key: str, where: str, required: bool = False) -> uuid.UUID | None:
+    value = _get(obj, key, str, where, required)
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise LineError(f"{where}: `{key}` is not a UUID") from None
+
+
+def _time(obj: dict, key: str, where: str, required: bool = False) -> datetime | None:
+    value = _get(obj, key, str, where, required)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise LineError(f"{where}: `{key}` is not an ISO-8601 timestamp") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _count(obj: dict, key: str, where: str) -> int | None:
+    value = _get(obj, key, int, where)
+    if value is not None and value < 0:
+        raise LineError(f"{where}: `{key}` must be >= 0")
+    return value
+
+
+def parse_event(obj, where: str) -> NewEvent:
+    if not isinstance(obj, dict):
+        raise LineError(f"{where}: an event must be an object")
+    if obj.get("message") is not None and obj.get("message_b64") is not None:
+        raise LineError(f"{where}: an event has at most one of `message` and `message_b64`")
+    content = None
+    if (message := _get(obj, "message", str, where)) is not None:
+        content = message.encode()
+    elif (encoded := _get(obj, "message_b64", str, where)) is not None:
+        try:
+            content = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise LineError(f"{where}: `message_b64` is not base64") from None
+    return NewEvent(
+        type=_get(obj, "type", str, where, required=True),
+        timestamp=_time(obj, "timestamp", where, required=True),
+        agent_id=_get(obj, "agent_id", str, where),
+        content=content,
+        payload=obj.get("payload"),
+        dedup_key=_get(obj, "dedup_key", str, where),
+    )
+
+
+def _events(obj: dict, where: str) -> list[NewEvent]:
+    events = _get(obj, "events", list, where) or []
+    return [parse_event(e, f"{where}.events[{i}]") for i, e in enumerate(events)]
+
+
+def parse_turn(obj, where: str) -> NewTurn:
+    if not isinstance(obj, dict):
+        raise LineError(f"{where}: a turn must be an object")
+    status = _get(obj, "status", str, where) or "COMPLETED"
+    if status not in TURN_STATUSES:
+        raise LineError(f"{where}: `status` must be one of {', '.join(sorted(TURN_STATUSES))}")
+    return NewTurn(
+        task_id=_get(obj, "task_id", str, where, required=True),
+        created_at=_time(obj, "created_at", where, required=True),
+        workflow_id=_get(obj, "workflow_id", str, where),
+        user_query=_get(obj, "user_query", str, where),
+        result=_get(obj, "result", str, where),
+        status=status,
+        completed_at=_time(obj, "completed_at", where),
+        tokens_used=_count(obj, "tokens_used", where) or 0,
+        duration_ms=_count(obj, "duration_ms", where),
+        events=_events(obj, where),
+    )
+
+
+def parse_session(line: bytes) -> NewSession:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        raise LineError(f"not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise LineError("a line must be a JSON object")
+    where = "session"
+    title = _get(obj, "title", str, where)
+    external_id = _get(obj, "external_id", str, where)
+    try:
+        title = None if title is None else sanitize_title(title)
+        external_id = None if external_id is None else check_external_id(external_id)
+    except BadUserInput as e:
+        raise LineError(f"{where}: {e.message}") from None
+    metadata = obj.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise LineError(f"{where}: `metadata` must be an object")
+    turns = _get(obj, "turns", list, where) or []
+    return NewSession(
+        org_id=_uuid(obj, "org_id", where, required=True),
+        user_id=_uuid(obj, "user_id", where, required=True),
+        created_at=_time(obj, "created_at", where, required=True),
+        session_id=_uuid(obj, "session_id", where),
+        external_id=external_id,
+        title=title,
+        token_budget=_count(obj, "token_budget", where),
+        metadata=metadata,
+        turns=[parse_turn(t, f"turns[{i}]") for i, t in enumerate(turns)],
+        events=_events(obj, where),
+    )
+
+
+async def import_lines(
+    engine: AsyncEngine, stream: IO[bytes], errors: IO[str] = sys.stderr, progress_every: float = 2.0
+) -> ImportReport:
+    """Stores every valid line, each in its own transaction; reports the others on `errors`
+    with their line number and reason."""
+    report = ImportReport()
+    last_progress = time.monotonic()
+    for number, line in enumerate(stream, start=1):
+        report.lines = number
+        if not line.strip():
+            continue
+        try:
+            new = parse_session(line)
+            async with engine.begin() as connection:
+                stored = await store_session(connection, new)
+        except LineError as e:
+            _reject(report, errors, number, str(e))
+            continue
+        except OrganisationConflict:
+            _reject(report, errors, number, f"user {new.user_id} belongs to another organisation than {new.org_id}")
+            continue
+        except OwnerConflict:
+            _reject(report, errors, number, f"session {new.session_id} belongs to another owner")
+            continue
+        except IntegrityError as e:
+            _reject(report, errors, number, f"conflicts with stored data ({e.orig.__class__.__name__})")
+            continue
+        if stored.created:
+            report.sessions_created += 1
+        elif stored.turns:
+            report.sessions_updated += 1
+        report.turns += stored.turns
+        report.events += stored.events
+        if time.monotonic() - last_progress >= progress_every:
+            last_progress = time.monotonic()
+            print(f"... line {number}: {report.summary()}", file=errors, flush=True)
+    return report
+
+
+def _reject(report: ImportReport, errors: IO[str], number: int, reason: str) -> None:
+    report.rejected += 1
+    print(f"line {number}: rejected: {reason}", file=errors, flush=True)

@@ -1,0 +1,7 @@
+"""The ASGI app factory uvicorn imports in each worker process."""
+
+from sessiongraph.app import create_app
+
+
+def app():
+    return create_app()
