@@ -1,0 +1,7 @@
+"""The Mutation root: the mutations of each domain, merged into one type."""
+
+from strawberry.tools import merge_types
+
+MUTATION_TYPES: tuple[type, ...] = ()
+
+Mutation = merge_types("Mutation", MUTATION_TYPES) if MUTATION_TYPES else None

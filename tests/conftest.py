@@ -1,0 +1,197 @@
+"""Fixtures: a fresh migrated database per backend (SQLite always, PostgreSQL where
+SESSIONGRAPH_TEST_POSTGRES_URL is set), emptied after every test; callers; a way to
+execute documents against the schema and to count the SQL statements they cost."""
+
+import contextlib
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+
+from sessiongraph.app import create_app
+from sessiongraph.auth import create_key
+from sessiongraph.config import Settings
+from sessiongraph.migrations import upgrade_async
+from sessiongraph.models import Base, create_engine
+from sessiongraph.models.recording import NewEvent, NewSession, NewTurn, ensure_user, store_session
+from sessiongraph.resolvers.context import RequestContext, Viewer
+from sessiongraph.schema import schema
+
+POSTGRES_URL = os.environ.get("SESSIONGRAPH_TEST_POSTGRES_URL")
+T0 = datetime(2025, 10, 28, 6, 0, tzinfo=UTC)
+
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(
+            not POSTGRES_URL,
+            reason="SESSIONGRAPH_TEST_POSTGRES_URL is not set: no PostgreSQL server to test against",
+        ),
+    ),
+]
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(backend: str):
+    """A new, migrated database of `backend`; dropped afterwards."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as directory:
+            url = f"sqlite+aiosqlite:///{directory}/test.db"
+            await upgrade_async(url)
+            yield url
+        return
+    name = f"sessiongraph_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        await upgrade_async(url)
+        yield url
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def database_url(request):
+    async with fresh_database(request.param) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def session_engine(database_url):
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def engine(session_engine):
+    """The test's database engine; every table is emptied after the test."""
+    yield session_engine
+    async with session_engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(table.delete())
+
+
+@dataclass
+class Org:
+    """An organisation with an ADMIN and two USERs (alice, bob)."""
+
+    id: uuid.UUID
+    admin: Viewer
+    alice: Viewer
+    bob: Viewer
+
+
+async def make_org(engine) -> Org:
+    org_id = uuid.uuid4()
+    viewers = [
+        Viewer(uuid.uuid4(), org_id, "ADMIN", "USER"),
+        Viewer(uuid.uuid4(), org_id, "USER", "USER"),
+        Viewer(uuid.uuid4(), org_id, "USER", "USER"),
+    ]
+    async with engine.begin() as connection:
+        for viewer in viewers:
+            await ensure_user(connection, viewer.user_id, org_id, T0)
+    return Org(org_id, *viewers)
+
+
+@pytest.fixture
+async def org(engine) -> Org:
+    return await make_org(engine)
+
+
+@pytest.fixture
+async def other_org(engine) -> Org:
+    return await make_org(engine)
+
+
+def event_(type_: str, minutes: float, message: str | bytes | None = None, agent: str | None = None, **kw) -> NewEvent:
+    content = message.encode() if isinstance(message, str) else message
+    return NewEvent(type=type_, timestamp=T0 + timedelta(minutes=minutes), agent_id=agent, content=content, **kw)
+
+
+def turn_(task_id: str, minutes: float, events=(), **kw) -> NewTurn:
+    return NewTurn(task_id=task_id, created_at=T0 + timedelta(minutes=minutes), events=list(events), **kw)
+
+
+async def store(engine, owner: Viewer, minutes: float = 0, turns=(), events=(), **kw) -> uuid.UUID:
+    """Stores a session of `owner` created `minutes` after T0; returns its id."""
+    new = NewSession(
+        org_id=owner.org_id,
+        user_id=owner.user_id,
+        created_at=T0 + timedelta(minutes=minutes),
+        turns=list(turns),
+        events=list(events),
+        **kw,
+    )
+    async with engine.begin() as connection:
+        return (await store_session(connection, new)).session_id
+
+
+class StatementCounter:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        self.statements.append(statement)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@contextlib.contextmanager
+def count_statements(engine):
+    """Counts the SQL statements `engine` sends inside the block."""
+    counter = StatementCounter()
+    event.listen(engine.sync_engine, "before_cursor_execute", counter)
+    try:
+        yield counter
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", counter)
+
+
+async def execute(engine, viewer: Viewer, query: str, variables: dict | None = None, operation_name=None):
+    """Executes a document as `viewer` against the schema, as the HTTP layer does."""
+    context = RequestContext(engine, viewer)
+    try:
+        return await schema.execute(query, variable_values=variables, context_value=context, operation_name=operation_name)
+    finally:
+        await context.close()
+
+
+async def ok(engine, viewer: Viewer, query: str, variables: dict | None = None) -> dict:
+    """The data of a document that must execute without errors."""
+    result = await execute(engine, viewer, query, variables)
+    assert result.errors is None, result.errors
+    return result.data
+
+
+async def error_codes(engine, viewer: Viewer, query: str, variables: dict | None = None) -> list[str]:
+    result = await execute(engine, viewer, query, variables)
+    assert result.errors, "expected errors"
+    return [e.extensions["code"] for e in result.errors]
+
+
+@pytest.fixture
+async def client(engine):
+    """An HTTP client for the app on the test's database."""
+    app = create_app(Settings(database_url=str(engine.url)), engine=engine)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        yield http
+
+
+async def api_key(engine, viewer: Viewer, machine: bool = False) -> str:
+    _, key = await create_key(engine, viewer.org_id, viewer.user_id, viewer.role, machine)
+    return key
