@@ -101,20 +101,50 @@ def _compare_values(where: str, theirs: dict, ours: dict, arguments: bool) -> li
     return problems
 
 
+def _required_root_fields(theirs: GraphQLObjectType, mine: GraphQLObjectType) -> list[str]:
+    """The contract's fields of a root we serve that we must have. The contract defines its
+    roots in blocks (`type Mutation {...}`, then `extend type Mutation {...}` for the write
+    side); a block is required whole once we serve any field of it, so a side being built
+    is checked from its first field on, and one nobody has started yet waits."""
+    blocks = [node for node in [theirs.ast_node, *theirs.extension_ast_nodes] if node is not None]
+    required = []
+    for block in blocks:
+        names = [f.name.value for f in block.fields or ()]
+        if any(name in mine.fields for name in names):
+            required += names
+    return required
+
+
 def contract_problems(contract: GraphQLSchema, ours: GraphQLSchema) -> list[str]:
-    """What of the contract our schema lacks or changed. Only the contract's root types that
-    our schema has are checked (with all their fields), plus every contract type we define:
-    a root we do not serve yet (Mutation, Subscription while they are being built) is left
-    out until it exists, then checked whole."""
+    """What of the contract our schema lacks or changed: the fields of the roots we serve (see
+    _required_root_fields) and every contract type they reach, and every contract type we
+    define, each checked whole."""
     our_roots = _roots(ours)
-    start = [root for kind, root in _roots(contract).items() if kind in our_roots]
-    start += [t for name, t in contract.type_map.items() if name in ours.type_map and not name.startswith("__")]
-    problems = []
+    problems, start = [], []
+    root_names = {root.name for root in _roots(contract).values()}
     for kind, root in _roots(contract).items():
-        if kind in our_roots and our_roots[kind].name != root.name:
-            problems.append(f"the {kind} root is called {our_roots[kind].name}, the contract says {root.name}")
+        mine = our_roots.get(kind)
+        if mine is None:
+            continue
+        if mine.name != root.name:
+            problems.append(f"the {kind} root is called {mine.name}, the contract says {root.name}")
+        for name in _required_root_fields(root, mine):
+            field = root.fields[name]
+            start.append(get_named_type(field.type))
+            start += [get_named_type(a.type) for a in field.args.values()]
+            our_field = mine.fields.get(name)
+            if our_field is None:
+                problems.append(f"{root.name}.{name} is missing")
+                continue
+            if str(our_field.type) != str(field.type):
+                problems.append(f"{root.name}.{name} is {our_field.type}, the contract says {field.type}")
+            problems += _compare_values(f"{root.name}.{name}", field.args, our_field.args, arguments=True)
+    start += [
+        t for name, t in contract.type_map.items()
+        if name in ours.type_map and not name.startswith("__") and name not in root_names
+    ]
     for theirs in _reachable(contract, start):
-        if theirs.name.startswith("__"):
+        if theirs.name.startswith("__") or theirs.name in root_names:
             continue
         mine = ours.type_map.get(theirs.name)
         if mine is None:
@@ -173,6 +203,8 @@ input Order { field: Color! = RED, limit: Int }
 type Item implements Node { id: ID!, name: String!, tags(first: Int, all: Boolean = false): [String!]! }
 type Query { item(id: ID!): Item, items(order: Order): [Item!]! }
 type Mutation { touch(id: ID!): Item! }
+extend type Mutation { poke(input: PokeInput!): Item!, prod: Int }
+input PokeInput { id: ID! }
 """
 
 
@@ -181,7 +213,7 @@ def test_contract_check_passes_for_the_same_schema_and_additions():
     extended = build_schema(
         CONTRACT_SAMPLE.replace("enum Color { RED GREEN }", "enum Color { RED GREEN BLUE }")
         .replace("name: String!,", "name: String!, extra(x: Int): Int,")
-        .replace("type Mutation { touch(id: ID!): Item! }", "type Mutation { touch(id: ID!): Item!, poke: Int }")
+        .replace("type Mutation { touch(id: ID!): Item! }", "type Mutation { touch(id: ID!): Item!, ping: Int }")
     )
     assert contract_problems(contract, contract) == []
     assert contract_problems(contract, extended) == []
@@ -212,7 +244,15 @@ def test_contract_check_reports_what_breaks_the_contract(change, reported):
 
 def test_contract_check_waits_for_a_root_the_server_does_not_serve_yet():
     contract = build_schema(CONTRACT_SAMPLE)
-    without_mutation = build_schema(CONTRACT_SAMPLE.replace("type Mutation { touch(id: ID!): Item! }", ""))
+    without_mutation = build_schema(CONTRACT_SAMPLE.split("type Mutation")[0])
     assert contract_problems(contract, without_mutation) == []
-    partial = build_schema(CONTRACT_SAMPLE.replace("touch(id: ID!): Item!", "other: Int"))
-    assert "Mutation.touch is missing" in contract_problems(contract, partial)
+
+
+def test_contract_check_requires_a_block_of_mutations_whole_once_one_of_it_is_served():
+    contract = build_schema(CONTRACT_SAMPLE)
+    first_block_only = build_schema(CONTRACT_SAMPLE.split("extend type Mutation")[0])
+    assert contract_problems(contract, first_block_only) == []
+    started = build_schema(CONTRACT_SAMPLE.replace("poke(input: PokeInput!): Item!, ", "").replace("input PokeInput { id: ID! }", ""))
+    assert contract_problems(contract, started) == ["Mutation.poke is missing", "type PokeInput is missing"]
+    retyped_input = build_schema(CONTRACT_SAMPLE.replace("input PokeInput { id: ID! }", "input PokeInput { id: String! }"))
+    assert contract_problems(contract, retyped_input) == ["PokeInput: input field `id` is String!, the contract says ID!"]
