@@ -7,12 +7,18 @@ from sessiongraph.models import Session
 from sessiongraph.resolvers.context import Viewer
 
 
-def visible_sessions(viewer: Viewer):
-    """The SQL condition selecting the live sessions `viewer` may see."""
+def changeable_sessions(viewer: Viewer):
+    """The SQL condition selecting the sessions `viewer` may change, deleted ones included:
+    a mutation must find the caller's deleted session to answer a repeated delete."""
     scope = Session.org_id == viewer.org_id
     if not viewer.is_admin:
         scope = and_(scope, Session.user_id == viewer.user_id)
-    return and_(scope, Session.deleted_at.is_(None))
+    return scope
+
+
+def visible_sessions(viewer: Viewer):
+    """The SQL condition selecting the live sessions `viewer` may see."""
+    return and_(changeable_sessions(viewer), Session.deleted_at.is_(None))
 
 
 def can_see(viewer: Viewer, session) -> bool:

@@ -6,6 +6,8 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 
 from sessiongraph.schema.errors import assign_code
+from sessiongraph.schema.limits import DocumentGuard, Limits
+from sessiongraph.schema.mutation import Mutation
 from sessiongraph.schema.query import Query
 from sessiongraph.schema.scalars import SCALARS
 
@@ -14,10 +16,22 @@ SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 
 class Schema(strawberry.Schema):
+    """The schema with the server's document limits and introspection switch (see limits.py);
+    `configured` gives the same types under other settings."""
+
+    def __init__(self, *, limits: Limits = Limits(), introspection: bool = True, **types) -> None:
+        self.limits, self.introspection, self._types = limits, introspection, types
+        super().__init__(**types, extensions=[DocumentGuard])
+
+    def configured(self, limits: Limits, introspection: bool) -> "Schema":
+        if (limits, introspection) == (self.limits, self.introspection):
+            return self
+        return Schema(limits=limits, introspection=introspection, **self._types)
+
     def process_errors(self, errors, execution_context=None) -> None:
         executed = execution_context is not None and execution_context.result is not None
         for error in errors:
             assign_code(error, executed)
 
 
-schema = Schema(query=Query, config=StrawberryConfig(scalar_map=SCALARS))
+schema = Schema(query=Query, mutation=Mutation, config=StrawberryConfig(scalar_map=SCALARS))

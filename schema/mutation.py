@@ -2,6 +2,8 @@
 
 from strawberry.tools import merge_types
 
-MUTATION_TYPES: tuple[type, ...] = ()
+from sessiongraph.schema.session_mutations import SessionMutations
+
+MUTATION_TYPES: tuple[type, ...] = (SessionMutations,)
 
 Mutation = merge_types("Mutation", MUTATION_TYPES) if MUTATION_TYPES else None
