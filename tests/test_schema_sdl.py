@@ -101,6 +101,20 @@ def _compare_values(where: str, theirs: dict, ours: dict, arguments: bool) -> li
     return problems
 
 
+def _compare_fields(type_name: str, theirs: dict, ours: dict, names) -> list[str]:
+    """Output fields `names` of a type: present, same type, same arguments."""
+    problems = []
+    for name in names:
+        field, our_field = theirs[name], ours.get(name)
+        if our_field is None:
+            problems.append(f"{type_name}.{name} is missing")
+            continue
+        if str(our_field.type) != str(field.type):
+            problems.append(f"{type_name}.{name} is {our_field.type}, the contract says {field.type}")
+        problems += _compare_values(f"{type_name}.{name}", field.args, our_field.args, arguments=True)
+    return problems
+
+
 def _required_root_fields(theirs: GraphQLObjectType, mine: GraphQLObjectType) -> list[str]:
     """The contract's fields of a root we serve that we must have. The contract defines its
     roots in blocks (`type Mutation {...}`, then `extend type Mutation {...}` for the write
@@ -128,17 +142,11 @@ def contract_problems(contract: GraphQLSchema, ours: GraphQLSchema) -> list[str]
             continue
         if mine.name != root.name:
             problems.append(f"the {kind} root is called {mine.name}, the contract says {root.name}")
-        for name in _required_root_fields(root, mine):
-            field = root.fields[name]
-            start.append(get_named_type(field.type))
-            start += [get_named_type(a.type) for a in field.args.values()]
-            our_field = mine.fields.get(name)
-            if our_field is None:
-                problems.append(f"{root.name}.{name} is missing")
-                continue
-            if str(our_field.type) != str(field.type):
-                problems.append(f"{root.name}.{name} is {our_field.type}, the contract says {field.type}")
-            problems += _compare_values(f"{root.name}.{name}", field.args, our_field.args, arguments=True)
+        required = _required_root_fields(root, mine)
+        problems += _compare_fields(root.name, root.fields, mine.fields, required)
+        for name in required:
+            start.append(get_named_type(root.fields[name].type))
+            start += [get_named_type(a.type) for a in root.fields[name].args.values()]
     start += [
         t for name, t in contract.type_map.items()
         if name in ours.type_map and not name.startswith("__") and name not in root_names
@@ -156,14 +164,7 @@ def contract_problems(contract: GraphQLSchema, ours: GraphQLSchema) -> list[str]
         if isinstance(theirs, GraphQLObjectType | GraphQLInterfaceType):
             missing = {i.name for i in theirs.interfaces} - {i.name for i in mine.interfaces}
             problems += [f"{theirs.name} does not implement {name}" for name in sorted(missing)]
-            for name, field in theirs.fields.items():
-                our_field = mine.fields.get(name)
-                if our_field is None:
-                    problems.append(f"{theirs.name}.{name} is missing")
-                    continue
-                if str(our_field.type) != str(field.type):
-                    problems.append(f"{theirs.name}.{name} is {our_field.type}, the contract says {field.type}")
-                problems += _compare_values(f"{theirs.name}.{name}", field.args, our_field.args, arguments=True)
+            problems += _compare_fields(theirs.name, theirs.fields, mine.fields, theirs.fields)
         elif isinstance(theirs, GraphQLInputObjectType):
             problems += _compare_values(theirs.name, theirs.fields, mine.fields, arguments=False)
             for name, field in mine.fields.items():
