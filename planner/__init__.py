@@ -1,0 +1,20 @@
+"""Planned execution of known query documents.
+
+graphql-core resolves a document field by field: for every field of every object it builds
+an info object, calls a resolver, checks for awaitables and completes the value through
+generic machinery. For a page of 2,000 events that is tens of thousands of calls. The
+planner looks at a validated query once, keeps what it learned (the operation, the fields
+each type selects, their coerced arguments), and then runs it level by level: the objects of
+one level are completed together, plain attributes are read straight off the objects, and
+the resolvers that do I/O are called for all objects of the level at once, through the same
+DataLoaders, so the SQL is the same as graphql-core's.
+
+The Strawberry schema stays the reference: every value comes from the same `from_row`
+objects and resolver functions, and anything the planner does not cover -- mutations,
+subscriptions, introspection, directives other than @include/@skip -- or any error at all is
+left to normal execution, which then gives the answer and the error exactly as it would have.
+"""
+
+from sessiongraph.planner.plan import Plan, Planner
+
+__all__ = ["Plan", "Planner"]

@@ -1,0 +1,320 @@
+"""Plans: what a query document selects, learnt once; and their level-by-level execution."""
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    get_named_type,
+    is_abstract_type,
+    is_leaf_type,
+)
+from graphql.execution.collect_fields import FragmentDetails, collect_fields, collect_subfields
+from graphql.execution.values import get_argument_values, get_variable_values
+from strawberry.types.arguments import convert_arguments
+
+SKIP_INCLUDE = {"skip", "include"}
+
+
+class Fallback(Exception):
+    """The planner cannot give this answer; normal execution will."""
+
+
+@dataclass(slots=True)
+class PlannedInfo:
+    """What the resolvers under the planner may use of `info`: the context."""
+
+    context: Any
+
+
+@dataclass(slots=True)
+class FieldRunner:
+    """How to get one field of one type from its source object."""
+
+    python_name: str
+    resolver: Any  # the resolver's function, or None for a plain attribute
+    is_async: bool
+    takes_info: str | None  # name of the info parameter
+    arguments: list  # Strawberry arguments, for converting coerced values
+
+
+@dataclass
+class Plan:
+    operation: OperationDefinitionNode
+    fragments: dict[str, FragmentDetails]
+    # Without @skip/@include the selections do not depend on variables: learnt once.
+    static: bool
+    subfields: dict = field(default_factory=dict)
+    arguments: dict = field(default_factory=dict)
+
+
+class Planner:
+    def __init__(self, schema, max_plans: int = 1000) -> None:
+        self.schema = schema
+        self.graphql_schema = schema._schema
+        self.max_plans = max_plans
+        self._plans: OrderedDict[tuple, Plan | None] = OrderedDict()
+        self._runners = self._field_runners()
+
+    def _field_runners(self) -> dict[tuple[str, str], FieldRunner]:
+        runners = {}
+        name_of = self.schema.config.name_converter.get_graphql_name
+        for type_name, graphql_type in self.graphql_schema.type_map.items():
+            if not isinstance(graphql_type, GraphQLObjectType) or type_name.startswith("__"):
+                continue
+            definition = self.schema.get_type_by_name(type_name)
+            if definition is None or not hasattr(definition, "fields"):
+                continue
+            for strawberry_field in definition.fields:
+                resolver = strawberry_field.base_resolver
+                info = resolver.info_parameter if resolver is not None else None
+                runners[type_name, name_of(strawberry_field)] = FieldRunner(
+                    python_name=strawberry_field.python_name,
+                    resolver=None if resolver is None else resolver.wrapped_func,
+                    is_async=resolver is not None and resolver.is_async,
+                    takes_info=None if info is None else info.name,
+                    arguments=strawberry_field.arguments,
+                )
+        return runners
+
+    # -- planning ---------------------------------------------------------------------
+
+    def plan(self, key: Any, document: DocumentNode, operation_name: str | None) -> Plan | None:
+        """The plan of a validated document, None when the planner does not cover it.
+        Cached under `key` (say, the document's hash and the operation name)."""
+        cache_key = (key, operation_name)
+        if cache_key in self._plans:
+            self._plans.move_to_end(cache_key)
+            return self._plans[cache_key]
+        plan = self._make_plan(document, operation_name)
+        self._plans[cache_key] = plan
+        if len(self._plans) > self.max_plans:
+            self._plans.popitem(last=False)
+        return plan
+
+    def _make_plan(self, document: DocumentNode, operation_name: str | None) -> Plan | None:
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        if operation_name is not None:
+            operations = [o for o in operations if o.name is not None and o.name.value == operation_name]
+        if len(operations) != 1 or operations[0].operation is not OperationType.QUERY:
+            return None
+        operation = operations[0]
+        fragments = {
+            d.name.value: FragmentDetails(d)
+            for d in document.definitions
+            if isinstance(d, FragmentDefinitionNode)
+        }
+        if any(d.variable_definitions for d in (f.definition for f in fragments.values())):
+            return None
+        state = {"static": True}
+        if not self._covers(operation.selection_set, self.graphql_schema.query_type, fragments, state, set()):
+            return None
+        return Plan(operation, fragments, state["static"])
+
+    def _covers(self, selection_set: SelectionSetNode, parent, fragments, state, seen: set) -> bool:
+        """Whether every field under `selection_set` is one the planner can run."""
+        for selection in selection_set.selections:
+            for directive in selection.directives or ():
+                if directive.name.value not in SKIP_INCLUDE:
+                    return False
+                state["static"] = False
+            if isinstance(selection, FieldNode):
+                name = selection.name.value
+                if name == "__typename":
+                    continue
+                if name.startswith("__"):
+                    return False
+                candidates = self.graphql_schema.get_possible_types(parent) if is_abstract_type(parent) else [parent]
+                child = None
+                for candidate in candidates:
+                    if name in candidate.fields:
+                        if (candidate.name, name) not in self._runners:
+                            return False
+                        child = get_named_type(candidate.fields[name].type)
+                if child is None and name not in getattr(parent, "fields", {}):
+                    return False
+                if child is None:
+                    child = get_named_type(parent.fields[name].type)
+                if selection.selection_set and not self._covers(selection.selection_set, child, fragments, state, seen):
+                    return False
+            elif isinstance(selection, InlineFragmentNode):
+                condition = (
+                    self.graphql_schema.get_type(selection.type_condition.name.value)
+                    if selection.type_condition
+                    else parent
+                )
+                if not self._covers(selection.selection_set, condition, fragments, state, seen):
+                    return False
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name in seen:
+                    continue
+                fragment = fragments[name].definition
+                condition = self.graphql_schema.get_type(fragment.type_condition.name.value)
+                if not self._covers(fragment.selection_set, condition, fragments, state, seen | {name}):
+                    return False
+        return True
+
+    # -- execution --------------------------------------------------------------------
+
+    async def execute(self, plan: Plan, context: Any, variables: dict | None) -> dict:
+        """The `data` of the operation; raises Fallback where normal execution must answer."""
+        coerced = get_variable_values(
+            self.graphql_schema, plan.operation.variable_definitions or (), variables or {}
+        )
+        if isinstance(coerced, list):
+            raise Fallback
+        run = _Run(self, plan, context, coerced)
+        query_type = self.graphql_schema.query_type
+        fields = run.root_fields(query_type)
+        data: dict = {}
+        await run.complete(query_type, fields, [None], [data])
+        return data
+
+
+class _Run:
+    """One execution of a plan."""
+
+    def __init__(self, planner: Planner, plan: Plan, context: Any, variables) -> None:
+        self.planner = planner
+        self.plan = plan
+        self.info = PlannedInfo(context)
+        self.variables = variables
+        # Learnt per run when the selections depend on variables; else kept in the plan.
+        self.subfields = plan.subfields if plan.static else {}
+        self.arguments = plan.arguments if plan.static else {}
+
+    def root_fields(self, query_type):
+        key = ("root",)
+        if key not in self.subfields:
+            self.subfields[key] = collect_fields(
+                self.planner.graphql_schema, self.plan.fragments, self.variables, query_type, self.plan.operation
+            ).grouped_field_set
+        return self.subfields[key]
+
+    def child_fields(self, runtime_type, details):
+        key = (runtime_type.name, *(id(d.node) for d in details))
+        if key not in self.subfields:
+            self.subfields[key] = collect_subfields(
+                self.planner.graphql_schema,
+                self.plan.fragments,
+                self.variables,
+                self.plan.operation,
+                runtime_type,
+                details,
+            ).grouped_field_set
+        return self.subfields[key]
+
+    def argument_values(self, runner: FieldRunner, field_def, node: FieldNode) -> dict:
+        key = id(node)
+        if key not in self.arguments:
+            raw = get_argument_values(field_def, node, self.variables) if field_def.args else {}
+            schema = self.planner.schema
+            self.arguments[key] = convert_arguments(
+                raw, runner.arguments, schema.schema_converter.scalar_registry, schema.config
+            )
+        return self.arguments[key]
+
+    async def complete(self, parent_type, fields, sources: list, outs: list[dict]) -> None:
+        """Fills `outs[i]` with the selected fields of `sources[i]`, all of one type."""
+        pending = []
+        for key, details in fields.items():
+            node = details[0].node
+            name = node.name.value
+            if name == "__typename":
+                for out in outs:
+                    out[key] = parent_type.name
+                continue
+            field_def = parent_type.fields[name]
+            runner = self.planner._runners[parent_type.name, name]
+            kwargs = self.argument_values(runner, field_def, node)
+            if runner.takes_info:
+                kwargs = {**kwargs, runner.takes_info: self.info}
+            if runner.resolver is None:
+                attribute = runner.python_name
+                values = [getattr(source, attribute) for source in sources]
+            elif runner.is_async:
+                for out in outs:
+                    out[key] = None  # keeps the key's place in the response
+                pending.append(self._complete_async(runner, kwargs, key, field_def, details, sources, outs))
+                continue
+            else:
+                resolver = runner.resolver
+                values = [resolver(source, **kwargs) for source in sources]
+            pending.extend(self._complete_values(key, field_def, details, values, outs))
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def _complete_async(self, runner, kwargs, key, field_def, details, sources, outs) -> None:
+        resolver = runner.resolver
+        values = await asyncio.gather(*(resolver(source, **kwargs) for source in sources))
+        nested = self._complete_values(key, field_def, details, values, outs)
+        if nested:
+            await asyncio.gather(*nested)
+
+    def _complete_values(self, key, field_def, details, values, outs) -> list:
+        """Sets `key` of each out from its value; returns the completions of the objects
+        found, one per runtime type, for the caller to await together."""
+        return_type = field_def.type
+        named = get_named_type(return_type)
+        non_null = isinstance(return_type, GraphQLNonNull)
+        inner = return_type.of_type if non_null else return_type
+        if isinstance(inner, GraphQLList):
+            item_non_null = isinstance(inner.of_type, GraphQLNonNull)
+            if isinstance(get_named_type(inner.of_type), GraphQLList) or isinstance(
+                (inner.of_type.of_type if item_non_null else inner.of_type), GraphQLList
+            ):
+                raise Fallback  # lists of lists: none in this schema
+        else:
+            item_non_null = non_null
+        leaf = is_leaf_type(named)
+        serialize = named.serialize if leaf else None
+        children: dict[str, tuple[list, list]] = {}
+
+        def convert(value):
+            if value is None:
+                raise Fallback  # a null where the type forbids it: normal execution reports it
+            if leaf:
+                serialized = serialize(value)
+                if serialized is None:
+                    raise Fallback
+                return serialized
+            runtime = named if not is_abstract_type(named) else self._runtime_type(value)
+            child: dict = {}
+            group = children.setdefault(runtime.name, ([], []))
+            group[0].append(value)
+            group[1].append(child)
+            return child
+
+        for out, value in zip(outs, values, strict=True):
+            if value is None:
+                if non_null:
+                    raise Fallback
+                out[key] = None
+            elif isinstance(inner, GraphQLList):
+                out[key] = [convert(v) if (v is not None or item_non_null) else None for v in value]
+            else:
+                out[key] = convert(value)
+        completions = []
+        for type_name, (sources, child_outs) in children.items():
+            runtime = self.planner.graphql_schema.get_type(type_name)
+            completions.append(self.complete(runtime, self.child_fields(runtime, details), sources, child_outs))
+        return completions
+
+    def _runtime_type(self, value):
+        definition = getattr(type(value), "__strawberry_definition__", None)
+        if definition is None:
+            raise Fallback
+        return self.planner.graphql_schema.get_type(definition.name)
