@@ -19,9 +19,11 @@ def assign_code(error: GraphQLError, executed: bool) -> None:
         code = "GRAPHQL_PARSE_FAILED"
     elif code is not None and (error.original_error is None or isinstance(error.original_error, CodedError)):
         return
-    elif error.original_error is None and error.path is None:
+    elif error.path is None and (error.original_error is None or error.nodes):
         # Before execution: the document did not validate; during it, before any field
-        # ran: a variable's value could not be coerced.
+        # ran: a variable's value could not be coerced. Both point at the document (a
+        # scalar's parser that raised is their original error); an unexpected failure
+        # outside any field does not.
         code = "BAD_USER_INPUT" if executed else "GRAPHQL_VALIDATION_FAILED"
     else:
         log.error("unexpected error at %s", error.path, exc_info=error.original_error or error)
