@@ -14,10 +14,10 @@ from sqlalchemy import and_, case, or_, select, update
 
 from sessiongraph.models import Session
 from sessiongraph.resolvers.context import RequestContext, Viewer
-from sessiongraph.resolvers.errors import NotFound
+from sessiongraph.resolvers.errors import BadUserInput, NotFound
 from sessiongraph.resolvers.ids import from_global_id, parse_uuid
 from sessiongraph.resolvers.loaders import SESSION_COLUMNS
-from sessiongraph.resolvers.rules import sanitize_title
+from sessiongraph.resolvers.rules import check_external_id, sanitize_title
 from sessiongraph.resolvers.visibility import changeable_sessions
 
 SESSIONS = Session.__table__
@@ -28,7 +28,8 @@ def target_statement(viewer: Viewer, id_: str):
 
     Ids are tried as `queries.find_session` tries them: global id, UUID, then the caller's
     own external id; a live session comes before any deleted one, so an external id names its
-    live session while it has one, else the session deleted last under it.
+    live session while it has one, else the session deleted last under it. An id that can be
+    none of the three (empty, control characters, too long): BAD_USER_INPUT.
     """
     named = []
     parsed = from_global_id(id_)
@@ -36,6 +37,11 @@ def target_statement(viewer: Viewer, id_: str):
         named.append(Session.id == parsed[1])
     if (as_uuid := parse_uuid(id_)) is not None:
         named.append(Session.id == as_uuid)
+    if not named:
+        try:
+            check_external_id(id_)
+        except BadUserInput:
+            raise BadUserInput(f"{id_!r} is neither a global id, a UUID nor an external id.") from None
     named.append(and_(Session.user_id == viewer.user_id, Session.external_id == id_))
     rank = case(*((condition, i) for i, condition in enumerate(named)), else_=len(named))
     return (
