@@ -161,12 +161,30 @@ async def run_viewer(engine):
     assert (await run(engine, "Viewer.graphql", viewer=machine))["viewer"]["identityType"] == "MACHINE"
 
 
+async def run_rename_session(engine):
+    variables = {"id": "chat-1", "title": "  Lisbon, day by day\u200b ", "clientMutationId": "r-1"}
+    renamed = (await run(engine, "RenameSession.graphql", variables))["renameSession"]
+    assert renamed["clientMutationId"] == "r-1" and renamed["session"]["title"] == "Lisbon, day by day"
+    assert (await run(engine, "SessionWithTurns.graphql", {"id": "chat-1"}))["session"]["title"] == "Lisbon, day by day"
+
+
+async def run_delete_session(engine):
+    terminal = await global_id(engine, "gateway-tty-1")
+    deleted = (await run(engine, "DeleteSession.graphql", {"id": terminal, "clientMutationId": "d-1"}))["deleteSession"]
+    assert deleted == {"deletedSessionId": terminal, "clientMutationId": "d-1"}
+    assert (await run(engine, "SessionList.graphql"))["sessions"]["totalCount"] == DEMO_SESSIONS - 1
+    again = await run(engine, "DeleteSession.graphql", {"id": terminal, "clientMutationId": "d-1"})
+    assert again["deleteSession"] == deleted
+
+
 RUNS = {
     "SessionList.graphql": run_session_list,
     "SessionWithTurns.graphql": run_session_with_turns,
     "TurnEvents.graphql": run_turn_events,
     "SessionEvents.graphql": run_session_events,
     "Viewer.graphql": run_viewer,
+    "RenameSession.graphql": run_rename_session,
+    "DeleteSession.graphql": run_delete_session,
 }
 
 
