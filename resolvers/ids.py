@@ -19,7 +19,8 @@ def from_global_id(value: str) -> tuple[str, uuid.UUID | int] | None:
         parsed = key_type(key)
     except (binascii.Error, UnicodeDecodeError, UnicodeEncodeError, KeyError, ValueError):
         return None
-    if key_type is int and (str(parsed) != key or parsed <= 0):
+    # Turn and event ids are 64-bit: a larger one names nothing this server issued.
+    if key_type is int and (str(parsed) != key or not 0 < parsed < 2**63):
         return None
     return type_name, parsed
 

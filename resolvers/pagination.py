@@ -18,6 +18,7 @@ import orjson
 from sessiongraph.resolvers.errors import BadUserInput
 
 MAX_PAGE_SIZE = 100
+MAX_INT_KEY = 2**31 - 1
 
 
 def encode_cursor(connection: str, scope: str, *key: Any) -> str:
@@ -35,6 +36,9 @@ def decode_cursor(cursor: str, connection: str, scope: str, key_types: Sequence[
         or len(value) != 2 + len(key_types)
         or value[:2] != [connection, scope]
         or not all(type(v) is t for v, t in zip(value[2:], key_types, strict=True))
+        # Integer keys (positions, seqs, token sums) are 32-bit columns: a larger one was
+        # never issued, and PostgreSQL would refuse to compare with it.
+        or any(type(v) is int and not 0 <= v <= MAX_INT_KEY for v in value[2:])
     ):
         raise BadUserInput(f"The cursor {cursor!r} was not issued by this connection.")
     return tuple(value[2:])
