@@ -31,7 +31,8 @@ class EventFilter:
 
     def condition(self):
         if self.types is not None:
-            return Event.type.in_(self.types)
+            # No stored type holds U+0000; PostgreSQL would refuse to compare with one.
+            return Event.type.in_([t for t in self.types if "\x00" not in t])
         if not self.include_partial:
             return Event.type != "LLM_PARTIAL"
         return None

@@ -1,10 +1,11 @@
 """The read side: the session list, lookups by id, and the nested connections."""
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import false, func, select, tuple_
 
 from sessiongraph.models import Session
 from sessiongraph.resolvers.context import RequestContext
@@ -13,6 +14,10 @@ from sessiongraph.resolvers.ids import from_global_id, parse_uuid
 from sessiongraph.resolvers.loaders import SESSION_COLUMNS, EventFilter, PageKey
 from sessiongraph.resolvers.pagination import Page, PageArgs, cut_page, decode_cursor, encode_cursor
 from sessiongraph.resolvers.visibility import can_see, visible_sessions
+
+# No stored text holds U+0000 (PostgreSQL cannot store it, SQLite's LIKE stops at it), so a
+# value with one matches nothing; sent to the database it would fail the statement.
+NUL = "\x00"
 
 SESSIONS_PAGE = 20
 TURNS_PAGE = 10
@@ -36,7 +41,9 @@ class SessionListFilter:
 
     def conditions(self) -> list:
         found = []
-        if self.search:
+        if self.search and NUL in self.search:
+            found.append(false())
+        elif self.search:
             pattern = "%" + self.search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             found.append(
                 func.lower(Session.title).like(pattern, escape="\\")
@@ -47,7 +54,7 @@ class SessionListFilter:
         if self.created_before is not None:
             found.append(Session.created_at < self.created_before)
         if self.external_ids is not None:
-            found.append(Session.external_id.in_(self.external_ids))
+            found.append(Session.external_id.in_([e for e in self.external_ids if NUL not in e]))
         if self.user_id is not None:
             found.append(Session.user_id == self.user_id)
         return found
@@ -147,6 +154,8 @@ async def find_session(ctx: RequestContext, id_: str):
         session = await visible_session(ctx, as_uuid)
         if session is not None:
             return session
+    if NUL in id_:
+        return None
     rows = await ctx.rows(
         select(*SESSION_COLUMNS).where(
             Session.user_id == ctx.viewer.user_id,
@@ -163,13 +172,28 @@ async def visible_session(ctx: RequestContext, session_id: uuid.UUID):
     return session if can_see(ctx.viewer, session) else None
 
 
-async def find_node(ctx: RequestContext, id_: str) -> tuple[str, object] | None:
-    """(type, row) of a visible node, None when there is none; BAD_USER_INPUT when the id is
-    not one this server could have issued."""
+def parse_node_id(id_: str) -> tuple[str, object]:
+    """(type, key) of a global id; BAD_USER_INPUT when it is not one this server could have
+    issued."""
     parsed = from_global_id(id_)
     if parsed is None:
         raise BadUserInput(f"{id_!r} is not a valid id.")
-    type_name, key = parsed
+    return parsed
+
+
+async def find_node(ctx: RequestContext, id_: str) -> tuple[str, object] | None:
+    """(type, row) of a visible node, None when there is none."""
+    return await _visible_node(ctx, *parse_node_id(id_))
+
+
+async def find_nodes(ctx: RequestContext, ids: list[str]) -> list[tuple[str, object] | None]:
+    """`find_node` for each id, batched. Every id is checked before any lookup starts, so a
+    bad one fails the field without leaving lookups running on the request's connection."""
+    parsed = [parse_node_id(i) for i in ids]
+    return list(await asyncio.gather(*(_visible_node(ctx, *p) for p in parsed)))
+
+
+async def _visible_node(ctx: RequestContext, type_name: str, key) -> tuple[str, object] | None:
     if type_name == "Session":
         row = await visible_session(ctx, key)
     else:
