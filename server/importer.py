@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from typing import IO
 
 import orjson
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sessiongraph.models import Event, Turn
 from sessiongraph.models.recording import (
     NewEvent,
     NewSession,
@@ -27,6 +28,11 @@ from sessiongraph.resolvers.errors import BadUserInput
 from sessiongraph.resolvers.rules import check_external_id, sanitize_title
 
 TURN_STATUSES = {"RUNNING", "COMPLETED", "FAILED", "CANCELLED"}
+# What the columns hold on PostgreSQL (SQLite would take more): checked here so that a line
+# is accepted or rejected alike on both databases.
+INT_MAX = 2**31 - 1
+TASK_ID, WORKFLOW_ID = Turn.__table__.c.task_id.type.length, Turn.__table__.c.workflow_id.type.length
+EVENT_TYPE, AGENT_ID, DEDUP_KEY = (Event.__table__.c[name].type.length for name in ("type", "agent_id", "dedup_key"))
 
 
 class LineError(ValueError):
@@ -49,7 +55,7 @@ class ImportReport:
         )
 
 
-def _get(obj: dict, key: str, kind, where: str, required: bool = False):
+def _get(obj: dict, key: str, kind, where: str, required: bool = False, max_length: int | None = None):
     value = obj.get(key)
     if value is None:
         if required:
@@ -57,6 +63,17 @@ def _get(obj: dict, key: str, kind, where: str, required: bool = False):
         return None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise LineError(f"{where}: `{key}` must be {getattr(kind, '__name__', kind)}")
+    if kind is str and "\x00" in value:  # PostgreSQL text cannot hold NUL
+        raise LineError(f"{where}: `{key}` contains a NUL character")
+    if max_length is not None and len(value) > max_length:
+        raise LineError(f"{where}: `{key}` is longer than {max_length} characters")
+    return value
+
+
+def _json(obj: dict, key: str, where: str):
+    value = obj.get(key)
+    if value is not None and b"\\u0000" in orjson.dumps(value):  # nor can its JSON
+        raise LineError(f"{where}: `{key}` contains a NUL character")
     return value
 
 
@@ -83,8 +100,8 @@ def _time(obj: dict, key: str, where: str, required: bool = False) -> datetime |
 
 def _count(obj: dict, key: str, where: str) -> int | None:
     value = _get(obj, key, int, where)
-    if value is not None and value < 0:
-        raise LineError(f"{where}: `{key}` must be >= 0")
+    if value is not None and not 0 <= value <= INT_MAX:
+        raise LineError(f"{where}: `{key}` must be between 0 and {INT_MAX}")
     return value
 
 
@@ -102,12 +119,12 @@ def parse_event(obj, where: str) -> NewEvent:
         except binascii.Error:
             raise LineError(f"{where}: `message_b64` is not base64") from None
     return NewEvent(
-        type=_get(obj, "type", str, where, required=True),
+        type=_get(obj, "type", str, where, required=True, max_length=EVENT_TYPE),
         timestamp=_time(obj, "timestamp", where, required=True),
-        agent_id=_get(obj, "agent_id", str, where),
+        agent_id=_get(obj, "agent_id", str, where, max_length=AGENT_ID),
         content=content,
-        payload=obj.get("payload"),
-        dedup_key=_get(obj, "dedup_key", str, where),
+        payload=_json(obj, "payload", where),
+        dedup_key=_get(obj, "dedup_key", str, where, max_length=DEDUP_KEY),
     )
 
 
@@ -123,9 +140,9 @@ def parse_turn(obj, where: str) -> NewTurn:
     if status not in TURN_STATUSES:
         raise LineError(f"{where}: `status` must be one of {', '.join(sorted(TURN_STATUSES))}")
     return NewTurn(
-        task_id=_get(obj, "task_id", str, where, required=True),
+        task_id=_get(obj, "task_id", str, where, required=True, max_length=TASK_ID),
         created_at=_time(obj, "created_at", where, required=True),
-        workflow_id=_get(obj, "workflow_id", str, where),
+        workflow_id=_get(obj, "workflow_id", str, where, max_length=WORKFLOW_ID),
         user_query=_get(obj, "user_query", str, where),
         result=_get(obj, "result", str, where),
         status=status,
@@ -151,7 +168,7 @@ def parse_session(line: bytes) -> NewSession:
         external_id = None if external_id is None else check_external_id(external_id)
     except BadUserInput as e:
         raise LineError(f"{where}: {e.message}") from None
-    metadata = obj.get("metadata")
+    metadata = _json(obj, "metadata", where)
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
@@ -197,6 +214,11 @@ async def import_lines(
             continue
         except IntegrityError as e:
             _reject(report, errors, number, f"conflicts with stored data ({e.orig.__class__.__name__})")
+            continue
+        except DBAPIError as e:
+            if e.connection_invalidated:  # the database is gone: stop, rather than reject every line
+                raise
+            _reject(report, errors, number, f"the database refused it: {str(e.orig).splitlines()[0]}")
             continue
         if stored.created:
             report.sessions_created += 1
