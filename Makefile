@@ -7,7 +7,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test install schema clean
+.PHONY: serve test install schema clean bench bench-compare
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,19 @@ test: $(STAMP)
 # Rewrites the committed SDL after a deliberate change to the schema.
 schema: $(STAMP)
 	$(BIN)/sessiongraph export-schema > schema/schema.graphql
+
+# Load benchmarks against the hand-written floor (and, bench-compare, PostGraphile): see
+# bench/RESULTS.md. Not part of `make test`; bench/run.py installs wrk (apt-get) when it can.
+# BENCH_ARGS passes options, e.g. BENCH_ARGS="--databases sqlite --duration 5".
+BENCH_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/sessiongraph_bench
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	$(BIN)/python bench/run.py --postgres-url $(BENCH_POSTGRES_URL) $(BENCH_ARGS)
+
+bench-compare: $(STAMP)
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	$(BIN)/python bench/run.py --compare --postgres-url $(BENCH_POSTGRES_URL) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) sessiongraph.db sessiongraph.db-wal sessiongraph.db-shm
