@@ -1,0 +1,689 @@
+"""`make bench` and `make bench-compare`: load-tests the server against the hand-written
+floor (bench/floor.py) and, with --compare, PostGraphile 5 (bench/postgraphile/).
+
+For each database: generate the data set (bench/generate.py), time `sessiongraph import`,
+start one process of each contender on a loopback port, check they answer the same, count
+the SQL statements each document costs (in process, SQLAlchemy event listener), then run
+wrk (bench/post.lua) for each measurement, alternating the contenders A B A B: the machine is
+shared, so only ratios within one run mean much. Last, py-spy samples the server while it
+serves the nested page. Everything lands in bench/.out/ (a Markdown report and the raw JSON);
+bench/RESULTS.md is written by hand from it.
+"""
+
+import argparse
+import asyncio
+import collections
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+OUT = BENCH / ".out"
+DATA = BENCH / ".data"
+PEER = BENCH / "postgraphile"
+BIN = Path(sys.executable).parent
+QUERIES = ROOT / "graphql_queries"
+WRK_TIMEOUT = "10s"  # a slow nested page is a slow response, not a socket error
+
+sys.path.insert(0, str(BENCH))
+import generate  # noqa: E402
+
+
+def document(path: Path) -> str:
+    return path.read_text()
+
+
+@dataclass
+class Contender:
+    """One server process under load."""
+
+    name: str
+    command: list[str]
+    env: dict = field(default_factory=dict)
+    cwd: Path = ROOT
+    process: subprocess.Popen | None = None
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/graphql"
+
+    def start(self, log: Path) -> None:
+        self.port = free_port()
+        command = [part.replace("{port}", str(self.port)) for part in self.command]
+        env = {**os.environ, **{k: v.replace("{port}", str(self.port)) for k, v in self.env.items()}}
+        self.log = log.open("wb")
+        self.process = subprocess.Popen(command, env=env, cwd=self.cwd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"{self.name} exited at start; see {log}")
+            try:
+                post(self.url, {"query": "{ __typename }"}, None, timeout=2)
+                return
+            except urllib.error.HTTPError:  # it answers (the server: 401 without a key)
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise SystemExit(f"{self.name} did not answer within 90 s; see {log}")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def settle(self, limit: float = 20) -> None:
+        """Waits until the process is idle: when wrk stops, the server still works through
+        the requests it had in flight, which must not eat into the next run."""
+        deadline = time.monotonic() + limit
+        before = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            now = self.cpu_seconds()
+            if now - before < 0.02:
+                return
+            before = now
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+@dataclass
+class Target:
+    """A document sent to a contender: one wrk measurement."""
+
+    name: str
+    contender: Contender
+    body: dict
+    key: str | None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: dict, key: str | None, timeout: float = 60) -> dict:
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if key:
+        headers["X-API-Key"] = key
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def answer(target: Target) -> dict:
+    """The data of one request, which must carry no errors."""
+    result = post(target.contender.url, target.body, target.key)
+    if result.get("errors"):
+        raise SystemExit(f"{target.name} answered errors: {json.dumps(result['errors'])[:500]}")
+    return result["data"]
+
+
+def run(command: list, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, check=True, cwd=ROOT, **kwargs)
+
+
+# --- tools ---------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    """wrk from Debian's packages: installed here when we are root with apt-get, else a
+    clear message of how."""
+    if not shutil.which("wrk") and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("wrk is missing: apt-get install -y wrk", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False)
+    if not shutil.which("wrk"):
+        raise SystemExit("bench needs wrk (Debian/Ubuntu: sudo apt-get install -y wrk; macOS: brew install wrk)")
+    return subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+
+
+def ensure_postgraphile() -> str:
+    """PostGraphile 5 and Node 22 (npm's `node` package), under bench/postgraphile/."""
+    node = PEER / "node_modules" / ".bin" / "node"
+    if not (PEER / "node_modules" / "postgraphile").exists() or not node.exists():
+        if not shutil.which("npm"):
+            raise SystemExit("bench-compare needs npm to install PostGraphile (Node's package manager)")
+        run(["npm", "--prefix", str(PEER), "install", "--no-audit", "--no-fund", "--loglevel=error"])
+    return subprocess.run([str(node), "--version"], capture_output=True, text=True).stdout.strip()
+
+
+# --- data ----------------------------------------------------------------------------
+
+
+async def recreate_postgres(url: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from sessiongraph.models import create_engine
+
+    name = make_url(url).database
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
+
+
+async def postgres_version(url: str) -> str | None:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from sessiongraph.models import create_engine
+
+    engine = create_engine(make_url(url).set(database="postgres"))
+    try:
+        async with engine.connect() as connection:
+            return (await connection.execute(text("SHOW server_version"))).scalar()
+    except (OSError, Exception) as e:  # any failure to reach it: bench PostgreSQL is skipped
+        print(f"PostgreSQL at {url} is not reachable ({e.__class__.__name__}): skipped", flush=True)
+        return None
+    finally:
+        await engine.dispose()
+
+
+def load_database(url: str, data_file: Path, events: int) -> dict:
+    """A fresh database with the data set: the timed import, and an API key of its user."""
+    if url.startswith("sqlite"):
+        path = Path(url.split(":///", 1)[1])
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    else:
+        asyncio.run(recreate_postgres(url))
+    sg = [str(BIN / "sessiongraph"), "--database-url", url]
+    run([*sg, "migrate"], stdout=subprocess.DEVNULL)
+    started = time.perf_counter()
+    done = run([*sg, "import", str(data_file)], capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    key = run(
+        [*sg, "apikey", "create", "--org", str(generate.ORG), "--user", str(generate.USER), "--name", "bench"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip().splitlines()[-1]
+    return {"seconds": seconds, "events": events, "events_per_s": events / seconds, "summary": done.stdout.strip(), "key": key}
+
+
+# --- finding deep cursors through the public API ------------------------------------
+
+
+def deep_session_cursor(url: str, key: str, list_document: str, fraction: float) -> tuple[str, int]:
+    """The cursor after which the session list's page starts `fraction` deep."""
+    first = post(url, {"query": list_document, "variables": {"first": 1}}, key)["data"]["sessions"]
+    index = int(first["totalCount"] * fraction)
+    seen, after = 0, None
+    while True:
+        page = post(url, {"query": list_document, "variables": {"first": 100, "after": after}}, key)["data"]["sessions"]
+        edges = page["edges"]
+        if seen + len(edges) >= index:
+            return edges[index - seen - 1]["cursor"], index
+        seen, after = seen + len(edges), page["pageInfo"]["endCursor"]
+
+
+EVENT_CURSORS = """query EventCursors($id: ID!, $before: String) {
+  session(id: $id) { id events(last: 100, before: $before) { edges { cursor node { seq } } } }
+}"""
+
+
+def deep_event_cursor(url: str, key: str, session: str, events: int, fraction: float) -> tuple[str, str, int]:
+    """(the session's global id, the cursor of the event at `fraction` of its events, its
+    seq), walking back from the end in pages of 100."""
+    seq, before = int(events * fraction), None
+    while True:
+        found = post(url, {"query": EVENT_CURSORS, "variables": {"id": session, "before": before}}, key)["data"]["session"]
+        edges = found["events"]["edges"]
+        for edge in edges:
+            if edge["node"]["seq"] == seq:
+                return found["id"], edge["cursor"], seq
+        before = edges[0]["cursor"]
+
+
+# --- SQL statements per request ------------------------------------------------------
+
+
+async def count_statements(url: str, key: str, bodies: dict[str, dict]) -> dict[str, int]:
+    """Statements each body costs through the ASGI app, counted on its second request (the
+    first may warm caches)."""
+    import httpx
+    from sqlalchemy import event
+
+    from sessiongraph.app import create_app
+    from sessiongraph.config import Settings
+    from sessiongraph.models import create_engine
+
+    engine = create_engine(url)
+    app = create_app(Settings(database_url=url), engine)
+    count = [0]
+
+    def counter(*_):
+        count[0] += 1
+
+    event.listen(engine.sync_engine, "before_cursor_execute", counter)
+    statements = {}
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+            for name, body in bodies.items():
+                for _ in range(2):
+                    count[0] = 0
+                    response = await client.post("/graphql", json=body, headers={"X-API-Key": key})
+                    assert response.status_code == 200 and "errors" not in response.json(), response.text[:500]
+                statements[name] = count[0]
+    finally:
+        await engine.dispose()
+    return statements
+
+
+# --- load ----------------------------------------------------------------------------
+
+
+def wrk(target: Target, seconds: float, connections: int) -> dict:
+    body_file = OUT / "bodies" / f"{target.name}.json"
+    body_file.parent.mkdir(parents=True, exist_ok=True)
+    body_file.write_text(json.dumps(target.body))
+    env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_API_KEY": target.key or ""}
+    command = [
+        "wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", f"--timeout={WRK_TIMEOUT}",
+        "-s", str(BENCH / "post.lua"), target.contender.url,
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 30)
+    target.contender.settle()
+    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH ")), None)
+    if line is None:
+        raise SystemExit(f"wrk gave no result for {target.name}: {done.stdout}\n{done.stderr}")
+    result = json.loads(line[len("BENCH ") :])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    # Little's law: wrk keeps `connections` requests in flight, so this is the rate free of
+    # the requests a short run leaves unfinished (which count for much at 5 req/s).
+    result["rps_little"] = connections / (result["mean_us"] / 1e6) if result["mean_us"] else 0.0
+    result["failed"] = result["bad_status"] + result["with_errors"] + result["socket_errors"]
+    return result
+
+
+def measure(group: str, targets: list[Target], rounds: int, seconds: float, connections: int, warm: float) -> dict:
+    """Runs the targets A B A B ...; per round, each target's rate relative to the first
+    target's, by Little's law (see wrk())."""
+    for target in targets:
+        wrk(target, warm, connections)
+    runs = collections.defaultdict(list)
+    for r in range(rounds):
+        for target in targets:
+            result = wrk(target, seconds, connections)
+            result["rss_mb"] = target.contender.rss_mb()
+            runs[target.name].append(result)
+            print(
+                f"  {group} round {r + 1}: {target.name:<28} {result['rps_little']:9.1f} req/s (wrk: {result['rps']:.1f} completed/s)  p50 {result['p50_us'] / 1000:8.1f} ms"
+                f"  p99 {result['p99_us'] / 1000:8.1f} ms  failed {result['failed']}  {target.contender.name} RSS"
+                f" {result['rss_mb']:.0f} MB",
+                flush=True,
+            )
+            if result["first_bad"]:
+                print(f"    first bad response: {result['first_bad'][:200]}", flush=True)
+    base = targets[0].name
+    return {
+        "group": group,
+        "targets": [t.name for t in targets],
+        "runs": dict(runs),
+        "ratios": {
+            t.name: [
+                b["rps_little"] / a["rps_little"] if a["rps_little"] else float("nan")
+                for a, b in zip(runs[base], runs[t.name], strict=True)
+            ]
+            for t in targets
+        },
+    }
+
+
+# --- profile -------------------------------------------------------------------------
+
+
+def profile(target: Target, seconds: float, connections: int) -> dict:
+    """py-spy samples the contender while wrk loads it; the stacks, summed up by function
+    (self and total) and by package."""
+    raw = OUT / f"profile-{target.name}.txt"
+    spy = subprocess.Popen(
+        [str(BIN / "py-spy"), "record", "--pid", str(target.contender.process.pid), "--duration", str(int(seconds)),
+         "--rate", "100", "--threads", "--format", "raw", "--output", str(raw)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    time.sleep(1)
+    wrk(target, seconds - 2, connections)
+    _, err = spy.communicate(timeout=60)
+    if not raw.exists():
+        return {"error": err.decode()[-500:]}
+    return summarize_profile(raw)
+
+
+def frame_name(frame: str) -> tuple[str, str]:
+    """('function (module path)', package) of a py-spy frame `function (path:line)`."""
+    function, _, where = frame.rpartition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/lib/python3.11/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    else:
+        path = path.replace(str(ROOT) + "/", "")
+    package = path.split("/", 1)[0] if "/" in path else path.removesuffix(".py")
+    if path.startswith(("server/", "schema/", "resolvers/", "models/")):
+        package = "sessiongraph/" + path.split("/", 1)[0]
+    return f"{function} ({path})", package
+
+
+def summarize_profile(raw: Path, top: int = 25) -> dict:
+    """The event loop's thread, where the server's Python runs: its samples by package and
+    by function (self and total). Other threads (aiosqlite's, which run SQLite's C code
+    with the GIL released) are only counted."""
+    own, total, packages, threads = (collections.Counter() for _ in range(4))
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        thread, _, stack = stack.partition(";")
+        n = int(count)
+        if "MainThread" not in thread:
+            threads[thread.split(": ", 1)[-1].split(" (")[0].rstrip("-0123456789")] += n
+            continue
+        frames = [frame_name(f) for f in stack.split(";") if " (" in f]
+        if not frames:
+            continue
+        samples += n
+        own[frames[-1][0]] += n
+        packages[frames[-1][1]] += n
+        for name in {f[0] for f in frames}:
+            total[name] += n
+    share = lambda c: [(name, round(100 * n / samples, 1)) for name, n in c.most_common(top)]  # noqa: E731
+    return {
+        "samples": samples,
+        "other_threads": dict(threads),
+        "self": share(own),
+        "total": share(total),
+        "packages": share(packages),
+    }
+
+
+# --- report --------------------------------------------------------------------------
+
+
+def ms(us: float) -> str:
+    return f"{us / 1000:.1f}"
+
+
+def group_table(result: dict, statements: dict) -> list[str]:
+    lines = [
+        f"#### {result['group']}",
+        "",
+        "| target | req/s: 16/mean latency (each round) | ratio to first target (each round) | wrk completed/s | p50 ms | p99 ms | failed | SQL/req | RSS MB after each run |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in result["targets"]:
+        runs = result["runs"][name]
+        rps = " / ".join(f"{r['rps_little']:.1f}" for r in runs)
+        ratios = " / ".join(f"{x:.3f}" for x in result["ratios"][name])
+        mean = statistics.mean(result["ratios"][name])
+        p50 = " / ".join(ms(r["p50_us"]) for r in runs)
+        p99 = " / ".join(ms(r["p99_us"]) for r in runs)
+        failed = sum(r["failed"] for r in runs)
+        rss = " / ".join(f"{r['rss_mb']:.0f}" for r in runs)
+        completed = " / ".join(f"{r['rps']:.1f}" for r in runs)
+        lines.append(
+            f"| {name} | {rps} | {ratios} (mean {mean:.3f}) | {completed} | {p50} | {p99} | {failed} | {statements.get(name, '')} | {rss} |"
+        )
+    return lines + [""]
+
+
+def report(results: dict) -> str:
+    m = results["machine"]
+    lines = [
+        f"# bench run {results['started']}",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        f"Machine: {m['nproc']} cores, {m['memory_gb']:.1f} GB, Python {m['python']}, {m['wrk']}, "
+        f"PostgreSQL {m.get('postgresql') or '-'}, PostGraphile's node {m.get('node') or '-'}; "
+        f"load average at start {m['loadavg']}.",
+        f"Data: {results['data']}. wrk: {results['wrk']}.",
+        "",
+    ]
+    for db, found in results["databases"].items():
+        imp = found["import"]
+        lines += [
+            f"### {db}",
+            "",
+            f"Import: {imp['events']} events in {imp['seconds']:.1f} s = **{imp['events_per_s']:.0f} events/s** "
+            f"({imp['summary']}).",
+            f"Server RSS before load: {found['rss_before']:.0f} MB; after all runs: {found['rss_after']:.0f} MB.",
+            f"Deep pages: sessions after #{found['deep']['sessions_index']}, events after seq {found['deep']['events_seq']}.",
+            "",
+        ]
+        for result in found["groups"]:
+            lines += group_table(result, found["statements"])
+    if prof := results.get("profile"):
+        lines += [
+            f"### Profile: {prof['target']}",
+            "",
+            f"py-spy, 100 Hz: {prof.get('samples', 0)} samples of the event loop's thread; other threads: "
+            f"{prof.get('other_threads')}. Percentages are of the event loop's samples.",
+            "",
+        ]
+        if "error" in prof:
+            lines += [f"py-spy failed: {prof['error']}", ""]
+        else:
+            for kind in ("packages", "self", "total"):
+                lines += [f"Top by {kind}:", "", "| % | where |", "| --- | --- |"]
+                lines += [f"| {pct} | `{name}` |" for name, pct in prof[kind]]
+                lines.append("")
+    return "\n".join(lines)
+
+
+# --- the run -------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gb": memory,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+    }
+
+
+def bench_database(db: str, url: str, args, data_file: Path, events: int, results: dict) -> None:
+    print(f"== {db}: importing {data_file.name}", flush=True)
+    imported = load_database(url, data_file, events)
+    print(f"   {imported['summary']} in {imported['seconds']:.1f} s: {imported['events_per_s']:.0f} events/s", flush=True)
+    key = imported.pop("key")
+    logs = OUT / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    sg = [str(BIN / "sessiongraph"), "--database-url", url]
+    server = Contender("server", [*sg, "serve", "--host", "127.0.0.1", "--port", "{port}"])
+    floor = Contender("floor", [sys.executable, str(BENCH / "floor.py"), "--database-url", url, "--port", "{port}"])
+    contenders = [server, floor]
+    peer = None
+    if args.compare and db == "postgresql":
+        peer = Contender(
+            "postgraphile",
+            [str(PEER / "node_modules/.bin/node"), str(PEER / "node_modules/postgraphile/dist/cli-run.js"),
+             "-C", "graphile.config.mjs"],
+            env={"BENCH_POSTGRES_URL": url.replace("postgresql+asyncpg://", "postgres://"), "BENCH_PORT": "{port}"},
+            cwd=PEER,
+        )  # fmt: skip
+        contenders.append(peer)
+    try:
+        for c in contenders:
+            c.start(logs / f"{c.name}-{db}.log")
+        rss_before = server.rss_mb()
+        nested = document(BENCH / "queries/NestedPage.graphql")
+        session_list = document(QUERIES / "SessionList.graphql")
+        session_events = document(QUERIES / "SessionEvents.graphql")
+        sessions_cursor, sessions_index = deep_session_cursor(server.url, key, session_list, args.deep)
+        long_id, events_cursor, events_seq = deep_event_cursor(
+            server.url, key, "bench-long", args.long_events, args.deep
+        )
+        t = {
+            "server viewer": Target(f"{db}-server-viewer", server, {"query": document(BENCH / "queries/ViewerUserId.graphql")}, key),
+            "server nested": Target(f"{db}-server-nested", server, {"query": nested}, key),
+            "floor nested": Target(f"{db}-floor-nested", floor, {"query": nested}, key),
+            "sessions first": Target(f"{db}-server-sessions-first", server, {"query": session_list}, key),
+            "sessions deep": Target(
+                f"{db}-server-sessions-deep", server, {"query": session_list, "variables": {"after": sessions_cursor}}, key
+            ),
+            "events first": Target(f"{db}-server-events-first", server, {"query": session_events, "variables": {"id": long_id}}, key),
+            "events deep": Target(
+                f"{db}-server-events-deep",
+                server,
+                {"query": session_events, "variables": {"id": long_id, "after": events_cursor}},
+                key,
+            ),
+        }  # fmt: skip
+        if peer:
+            t["postgraphile nested"] = Target(
+                f"{db}-postgraphile-nested",
+                peer,
+                {"query": document(BENCH / "queries/NestedPage.postgraphile.graphql"), "variables": {"userId": str(generate.USER)}},
+                None,
+            )
+            t["postgraphile typename"] = Target(f"{db}-postgraphile-typename", peer, {"query": "{ __typename }"}, None)
+        check_same_page(t)
+        statements = asyncio.run(
+            count_statements(url, key, {x.name: x.body for x in t.values() if x.contender is server})
+        )
+        statements[t["floor nested"].name] = 4  # by construction: the key, sessions, turns, events
+        if peer:
+            statements[t["postgraphile nested"].name] = "1 (compiled)"
+        print(f"   SQL statements per request: {statements}", flush=True)
+        plan = [("nested page", ["server nested", "floor nested"] + (["postgraphile nested"] if peer else []))]
+        plan.append(("trivial query", ["server viewer"] + (["postgraphile typename"] if peer else [])))
+        if not args.compare:
+            plan += [("sessions: first page vs 95% deep", ["sessions first", "sessions deep"])]
+            plan += [("long session's events: first page vs 95% deep", ["events first", "events deep"])]
+        groups = []
+        for name, targets in plan:
+            print(f"-- {db}: {name}", flush=True)
+            groups.append(measure(f"{name} ({db})", [t[x] for x in targets], args.rounds, args.duration, args.connections, args.warm))
+        found = {
+            "import": imported,
+            "statements": statements,
+            "groups": groups,
+            "rss_before": rss_before,
+            "rss_after": server.rss_mb(),
+            "deep": {"sessions_index": sessions_index, "events_seq": events_seq},
+        }
+        results["databases"][db] = found
+        if args.profile_on == db:
+            print(f"-- {db}: profiling the server on the nested page (py-spy)", flush=True)
+            results["profile"] = {"target": t["server nested"].name, **profile(t["server nested"], args.duration, args.connections)}
+    finally:
+        for c in contenders:
+            c.stop()
+
+
+def check_same_page(t: dict) -> None:
+    """The floor serves exactly the server's nested page; PostGraphile the same sessions,
+    turns and events."""
+    server = answer(t["server nested"])
+    if answer(t["floor nested"]) != server:
+        raise SystemExit("the floor's nested page differs from the server's")
+    if "postgraphile nested" in t:
+        peer = answer(t["postgraphile nested"])["allSessions"]["nodes"]
+        shape = lambda nodes, turns, events: [  # noqa: E731
+            (s["title"], [(len(x[events]["nodes"]), x["taskId"]) for x in s[turns]["nodes"]]) for s in nodes
+        ]
+        if shape(peer, "turnsBySessionId", "eventsByTurnId") != shape(server["sessions"]["nodes"], "turns", "events"):
+            raise SystemExit("PostGraphile's nested page differs from the server's")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare", action="store_true", help="PostGraphile too (PostgreSQL only, nested and trivial)")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--postgres-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/sessiongraph_bench")
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--events", type=int, default=10)
+    parser.add_argument("--long-events", type=int, default=100_000)
+    parser.add_argument("--duration", type=int, default=8, help="seconds of each wrk run (at most 15)")
+    parser.add_argument("--warm", type=int, default=2, help="seconds of the warm-up run of each target")
+    parser.add_argument("--rounds", type=int, default=2, help="A B rounds of each measurement")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--deep", type=float, default=0.95, help="how deep the deep pages are")
+    parser.add_argument("--profile-on", default="postgresql", help="database whose server is profiled ('' for none)")
+    args = parser.parse_args()
+    args.duration = min(args.duration, 15)
+
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    OUT.mkdir(exist_ok=True)
+    DATA.mkdir(exist_ok=True)
+    results = {
+        "started": started,
+        "command": " ".join(["python", "bench/run.py", *sys.argv[1:]]),
+        "machine": {**machine(), "wrk": ensure_wrk()},
+        "databases": {},
+        "wrk": f"2 threads, {args.connections} connections, {args.duration:g} s a run after a {args.warm:g} s warm-up, "
+        f"{args.rounds} rounds alternated",
+    }
+    databases = {"sqlite": f"sqlite+aiosqlite:///{DATA}/bench.db", "postgresql": args.postgres_url}
+    wanted = [d for d in args.databases.split(",") if d]
+    if args.compare:
+        wanted = ["postgresql"]
+        results["machine"]["node"] = ensure_postgraphile()
+    if "postgresql" in wanted:
+        version = asyncio.run(postgres_version(args.postgres_url))
+        results["machine"]["postgresql"] = version
+        if version is None:
+            wanted.remove("postgresql")
+            if args.compare:
+                raise SystemExit("bench-compare needs PostgreSQL")
+    if args.profile_on not in wanted:
+        args.profile_on = wanted[-1] if wanted and args.profile_on else ""
+
+    data_file = DATA / f"bench-{args.sessions}x{args.turns}x{args.events}+{args.long_events}.jsonl"
+    events = args.sessions * args.turns * args.events + args.long_events
+    if not data_file.exists():
+        generate.write(str(data_file), args.sessions, args.turns, args.events, args.long_events)
+    results["data"] = (
+        f"{args.sessions} sessions x {args.turns} turns x {args.events} events + one session of "
+        f"{args.long_events} events ({events} events, {data_file.stat().st_size / 1e6:.0f} MB of JSON Lines)"
+    )
+    began = time.monotonic()
+    for db in wanted:
+        bench_database(db, databases[db], args, data_file, events, results)
+    results["seconds"] = time.monotonic() - began
+
+    stamp = started.replace(":", "")
+    text = report(results)
+    (OUT / f"{stamp}.json").write_text(json.dumps(results, indent=1))
+    (OUT / f"{stamp}.md").write_text(text)
+    print("\n" + text)
+    print(f"\n(report: {OUT / (stamp + '.md')}; {results['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
