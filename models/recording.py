@@ -5,13 +5,17 @@ Used by the importer and the write mutations alike; every function runs inside t
 caller's transaction, so what it writes lands whole or not at all.
 """
 
+import asyncio
+import contextlib
 import uuid
+import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sessiongraph.models.tables import Event, Session, Turn, User
 
@@ -186,10 +190,22 @@ async def append_events(
     events: list[NewEvent],
     workflow_id: str | None = None,
 ) -> int:
+    """Appends events with the session's next seqs; returns how many."""
+    return len(await insert_events(connection, session_id, turn_id, events, workflow_id))
+
+
+async def insert_events(
+    connection: AsyncConnection,
+    session_id: uuid.UUID,
+    turn_id: int | None,
+    events: list[NewEvent],
+    workflow_id: str | None = None,
+) -> list[int]:
     """Appends events with the session's next seqs, gapless: the seqs are taken by one
-    UPDATE of the session row, which holds its lock until the transaction ends."""
+    UPDATE of the session row, which holds its lock until the transaction ends. Returns
+    the new events' ids, in order."""
     if not events:
-        return 0
+        return []
     last_seq = await connection.scalar(
         update(Session)
         .where(Session.id == session_id)
@@ -197,8 +213,8 @@ async def append_events(
         .returning(Session.event_count)
     )
     first_seq = last_seq - len(events) + 1
-    await connection.execute(
-        Event.__table__.insert(),
+    ids = (await connection.scalars(
+        Event.__table__.insert().returning(Event.id, sort_by_parameter_order=True),
         [
             {
                 "session_id": session_id,
@@ -214,11 +230,11 @@ async def append_events(
             }
             for i, e in enumerate(events)
         ],
-    )
+    )).all()
     await _touch(connection, session_id, max(e.timestamp for e in events))
     if turn_id is not None:
         await _update_turn_figures(connection, turn_id, events)
-    return len(events)
+    return list(ids)
 
 
 async def _touch(connection: AsyncConnection, session_id: uuid.UUID, when: datetime, updated: bool = False) -> None:
@@ -247,3 +263,106 @@ async def _update_turn_figures(connection: AsyncConnection, turn_id: int, events
         )
     if agents != turn.agents or fallback != turn.fallback_output:
         await connection.execute(update(Turn).where(Turn.id == turn_id).values(agents=agents, fallback_output=fallback))
+
+
+# The live write path (the write mutations): short transactions, one writer per session at
+# a time, the session row locked first.
+
+_SQLITE_WRITERS: "weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock]" = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction for a write that reads first. On SQLite it takes the write lock up
+    front (BEGIN IMMEDIATE): a deferred transaction that has read fails with "database is
+    locked" at its first write when another writer got in between, instead of waiting. The
+    writers of this process queue on an asyncio lock before that, so they wait without
+    polling; writers of other processes are waited for by the busy timeout. On PostgreSQL
+    the session row's lock (`lock_session`) orders the writers of one session."""
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as connection:
+            yield connection
+        return
+    lock = _SQLITE_WRITERS.setdefault(engine, asyncio.Lock())
+    async with lock, engine.begin() as connection:
+        await connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
+
+
+async def lock_session(connection: AsyncConnection, session_id: uuid.UUID):
+    """The session's row, locked until the transaction ends (on SQLite the transaction
+    holds the database's write lock already); None when there is no such session."""
+    statement = select(*Session.__table__.c).where(Session.id == session_id).with_for_update()
+    return (await connection.execute(statement)).first()
+
+
+async def append_events_once(
+    connection: AsyncConnection,
+    session_id: uuid.UUID,
+    turn_id: int | None,
+    events: list[NewEvent],
+    workflow_id: str | None = None,
+) -> list[int]:
+    """Appends the events whose dedup key the session does not have yet (a key twice in
+    `events`: the first); returns, for each of `events` in order, the id of its stored
+    event, old or new. Call with the session locked: a concurrent retry then waits and
+    finds the key instead of failing on the unique index."""
+    keys = {e.dedup_key for e in events if e.dedup_key is not None}
+    stored: dict[str, int] = {}
+    if keys:
+        stored = dict((await connection.execute(
+            select(Event.dedup_key, Event.id).where(Event.session_id == session_id, Event.dedup_key.in_(keys))
+        )).all())
+    new: list[NewEvent] = []
+    slots: list[tuple[bool, int]] = []  # (is new, id or index into `new`)
+    first_of_key: dict[str, int] = {}
+    for e in events:
+        key = e.dedup_key
+        if key is not None and key in stored:
+            slots.append((False, stored[key]))
+        elif key is not None and key in first_of_key:
+            slots.append((True, first_of_key[key]))
+        else:
+            if key is not None:
+                first_of_key[key] = len(new)
+            slots.append((True, len(new)))
+            new.append(e)
+    ids = await insert_events(connection, session_id, turn_id, new, workflow_id)
+    return [ids[i] if is_new else i for is_new, i in slots]
+
+
+async def start_turn(connection: AsyncConnection, session_id: uuid.UUID, turn: NewTurn) -> tuple[int, bool]:
+    """(the id of the session's turn with `turn.task_id`, whether it was added now): the
+    turn is added only when the session has none with that task id. Call with the session
+    locked."""
+    find = select(Turn.id).where(Turn.session_id == session_id, Turn.task_id == turn.task_id)
+    if (existing := await connection.scalar(find)) is not None:
+        return existing, False
+    await add_turns(connection, session_id, [turn])
+    return await connection.scalar(find), True
+
+
+async def end_turn(
+    connection: AsyncConnection,
+    turn,
+    status: str,
+    completed_at: datetime,
+    result: str | None = None,
+    tokens_used: int | None = None,
+) -> None:
+    """Ends a running turn (a row of `turns`) with its status and completion time, and the
+    result and token count when given (None: kept). The session's tokens follow the turn's;
+    the completion counts as the session's activity. Call with the session locked."""
+    values: dict = {"status": status, "completed_at": completed_at}
+    if result is not None:
+        values["result"] = result
+    if tokens_used is not None:
+        values["tokens_used"] = tokens_used
+    await connection.execute(update(Turn).where(Turn.id == turn.id).values(values))
+    if tokens_used is not None and tokens_used != turn.tokens_used:
+        await connection.execute(
+            update(Session)
+            .where(Session.id == turn.session_id)
+            .values(tokens_used=Session.tokens_used + (tokens_used - turn.tokens_used))
+        )
+    await _touch(connection, turn.session_id, completed_at, updated=True)

@@ -40,6 +40,18 @@ class RequestContext:
             result = await self._connection.execute(statement)
             return result.all()
 
+    async def release(self) -> None:
+        """Gives the connection back to the pool and drops what the DataLoaders cached: a
+        subscription calls it between items, so it holds no connection while it waits and
+        each item is resolved from fresh rows."""
+        from sessiongraph.resolvers.loaders import Loaders
+
+        async with self._lock:
+            if self._connection is not None:
+                await self._connection.close()
+                self._connection = None
+            self.loaders = Loaders(self)
+
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.close()

@@ -10,6 +10,7 @@ from sessiongraph.schema.limits import DocumentGuard, Limits
 from sessiongraph.schema.mutation import Mutation
 from sessiongraph.schema.query import Query
 from sessiongraph.schema.scalars import SCALARS
+from sessiongraph.schema.subscriptions import Subscription
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
@@ -34,4 +35,4 @@ class Schema(strawberry.Schema):
             assign_code(error, executed)
 
 
-schema = Schema(query=Query, mutation=Mutation, config=StrawberryConfig(scalar_map=SCALARS))
+schema = Schema(query=Query, mutation=Mutation, subscription=Subscription, config=StrawberryConfig(scalar_map=SCALARS))

@@ -1,4 +1,4 @@
-"""The ASGI application: /graphql, /healthz, /readyz."""
+"""The ASGI application: /graphql (HTTP and WebSocket), /healthz, /readyz."""
 
 import contextlib
 import logging
@@ -6,15 +6,17 @@ import logging
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from sessiongraph.config import Settings
 from sessiongraph.http import GraphQLEndpoint
 from sessiongraph.models import create_engine
+from sessiongraph.resolvers.broker import broker_for
 from sessiongraph.schema import schema
+from sessiongraph.websocket import GraphQLWebSocket, SocketLimits
 
 
-def create_app(settings: Settings | None = None, engine=None) -> Starlette:
+def create_app(settings: Settings | None = None, engine=None, socket_limits: SocketLimits | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     engine = engine or create_engine(settings.database_url)
 
@@ -33,12 +35,14 @@ def create_app(settings: Settings | None = None, engine=None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
+        await broker_for(engine).close()
         await engine.dispose()
 
     graphql = GraphQLEndpoint(schema, engine, settings)
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=None),
+            WebSocketRoute("/graphql", GraphQLWebSocket(schema, engine, socket_limits)),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
