@@ -2,6 +2,7 @@
 their traceback and leave with nothing of the internals."""
 
 import logging
+from contextvars import ContextVar
 
 from graphql import GraphQLError, GraphQLSyntaxError
 
@@ -10,6 +11,25 @@ from sessiongraph.resolvers.errors import CodedError
 log = logging.getLogger("sessiongraph.errors")
 
 INTERNAL_MESSAGE = "Internal server error."
+# Set by the transport (HTTP, WebSocket) for each request, so the log lines name it.
+current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
+
+# Every code an error can leave with: the contract's table, then the transport's own
+# (documented in the README's section on errors).
+CODES = {
+    "UNAUTHENTICATED",
+    "BAD_USER_INPUT",
+    "FORBIDDEN",
+    "NOT_FOUND",
+    "GRAPHQL_PARSE_FAILED",
+    "GRAPHQL_VALIDATION_FAILED",
+    "QUERY_TOO_COMPLEX",
+    "INTERNAL_SERVER_ERROR",
+    "BAD_REQUEST",  # the HTTP request itself is malformed: not JSON, no query, a wrong media type
+    "PERSISTED_QUERY_NOT_FOUND",  # APQ: the server does not know this hash; send the document
+    "DOCUMENT_NOT_TRUSTED",  # trusted-documents-only mode: the document is not in the manifest
+    "TIMEOUT",  # the request ran past the server's time limit and was stopped
+}
 
 
 def assign_code(error: GraphQLError, executed: bool) -> None:
@@ -26,7 +46,9 @@ def assign_code(error: GraphQLError, executed: bool) -> None:
         # outside any field does not.
         code = "BAD_USER_INPUT" if executed else "GRAPHQL_VALIDATION_FAILED"
     else:
-        log.error("unexpected error at %s", error.path, exc_info=error.original_error or error)
+        log.error(
+            "request %s: unexpected error at %s", current_request_id.get(), error.path, exc_info=error.original_error or error
+        )
         error.message = INTERNAL_MESSAGE
         code = "INTERNAL_SERVER_ERROR"
     error.extensions = {**(error.extensions or {}), "code": code}

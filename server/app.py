@@ -11,8 +11,9 @@ from starlette.routing import Route, WebSocketRoute
 from sessiongraph.config import Settings
 from sessiongraph.http import GraphQLEndpoint
 from sessiongraph.models import create_engine
+from sessiongraph.persisted import PersistedDocuments, load_manifest
 from sessiongraph.resolvers.broker import broker_for
-from sessiongraph.schema import schema
+from sessiongraph.schema import schema as default_schema
 from sessiongraph.websocket import GraphQLWebSocket, SocketLimits
 
 
@@ -38,7 +39,12 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
         await broker_for(engine).close()
         await engine.dispose()
 
-    graphql = GraphQLEndpoint(schema, engine, settings)
+    schema = default_schema.configured(settings.limits, settings.introspection)
+    manifest = load_manifest(settings.trusted_documents_dir)
+    if settings.trusted_documents_only:
+        logging.getLogger("sessiongraph").info("trusted documents only: %d loaded", len(manifest))
+    persisted = PersistedDocuments(manifest, settings.trusted_documents_only, settings.apq_cache_bytes)
+    graphql = GraphQLEndpoint(schema, engine, settings, persisted)
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=None),

@@ -35,7 +35,21 @@ def cmd_serve(args) -> int:
 
     from sessiongraph.migrations import upgrade
 
+    from sessiongraph.config import ENV, FLAGS, Settings
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # The worker processes read their settings from the environment.
+    for name, variable in ENV.items():
+        if getattr(args, name) is not None:
+            os.environ[variable] = str(getattr(args, name))
+    for name, variable in FLAGS.items():
+        if getattr(args, name):
+            os.environ[variable] = "1"
+    try:
+        Settings.from_env(args.url)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     upgrade(args.url)
     os.environ["SESSIONGRAPH_DATABASE_URL"] = args.url  # for the worker processes
     print(f"GraphiQL: http://{args.host}:{args.port}/graphql", flush=True)
@@ -117,6 +131,18 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--no-introspection", action="store_true", help="refuse introspection; also turns GraphiQL off")
+    serve.add_argument("--no-graphiql", action="store_true", help="no GraphiQL page on GET /graphql")
+    serve.add_argument("--trusted-documents-only", action="store_true", help="run only the trusted documents")
+    serve.add_argument("--trusted-documents", dest="trusted_documents_dir", metavar="DIR", help="folder of trusted *.graphql documents")
+    serve.add_argument("--max-depth", type=int, help="deepest document, introspection fields not counted (15)")
+    serve.add_argument("--max-nodes", type=int, help="most estimated nodes, counted as GitHub does (50000)")
+    serve.add_argument("--max-fields", type=int, help="most selected fields, aliases included (1000)")
+    serve.add_argument("--max-document-bytes", type=int, help="largest document (100000)")
+    serve.add_argument("--max-tokens", type=int, help="most tokens the parser reads of a document (15000)")
+    serve.add_argument("--max-body-bytes", type=int, help="largest request body (1000000)")
+    serve.add_argument("--request-timeout", type=float, metavar="SECONDS", help="longest a request may run (30)")
+    serve.add_argument("--apq-cache-bytes", type=int, help="memory for documents registered by APQ (10000000)")
     serve.set_defaults(run=cmd_serve)
 
     imp = commands.add_parser("import", help="load sessions from JSON Lines")

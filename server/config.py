@@ -1,24 +1,81 @@
-"""Settings of a server process, from the command line or the environment."""
+"""Settings of a server process, from the command line or the environment. Every setting has
+an environment variable (the command line sets them for uvicorn's worker processes); the
+README's configuration table lists them."""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from sessiongraph.models import database_url
+from sessiongraph.persisted import DEFAULT_TRUSTED_DIR
+from sessiongraph.schema.limits import Limits
+
+# setting -> environment variable, for the numbers and paths (flags are read below).
+ENV = {
+    "max_depth": "SESSIONGRAPH_MAX_DEPTH",
+    "max_nodes": "SESSIONGRAPH_MAX_NODES",
+    "max_fields": "SESSIONGRAPH_MAX_FIELDS",
+    "max_document_bytes": "SESSIONGRAPH_MAX_DOCUMENT_BYTES",
+    "max_tokens": "SESSIONGRAPH_MAX_TOKENS",
+    "max_body_bytes": "SESSIONGRAPH_MAX_BODY_BYTES",
+    "request_timeout": "SESSIONGRAPH_REQUEST_TIMEOUT",
+    "apq_cache_bytes": "SESSIONGRAPH_APQ_CACHE_BYTES",
+    "trusted_documents_dir": "SESSIONGRAPH_TRUSTED_DOCUMENTS",
+}
+FLAGS = {
+    "no_graphiql": "SESSIONGRAPH_NO_GRAPHIQL",
+    "no_introspection": "SESSIONGRAPH_NO_INTROSPECTION",
+    "trusted_documents_only": "SESSIONGRAPH_TRUSTED_DOCUMENTS_ONLY",
+}
 
 
-def _env_flag(name: str) -> bool:
+def env_flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in {"1", "true", "yes", "on"}
+
+
+def _env_number(name: str, kind: type, default):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a {kind.__name__} number; got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive; got {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
 class Settings:
     database_url: str
     graphiql: bool = True
+    # Off also turns GraphiQL off: it cannot work without introspection.
+    introspection: bool = True
+    limits: Limits = field(default_factory=Limits)
     max_body_bytes: int = 1_000_000
+    request_timeout: float = 30.0  # seconds a GraphQL request may run
+    trusted_documents_dir: Path = DEFAULT_TRUSTED_DIR
+    trusted_documents_only: bool = False
+    apq_cache_bytes: int = 10_000_000  # total size of the documents registered through APQ
 
     @classmethod
     def from_env(cls, database: str | None = None) -> "Settings":
+        default, default_limits = cls(database_url=""), Limits()
+        introspection = not env_flag(FLAGS["no_introspection"])
         return cls(
             database_url=database_url(database),
-            graphiql=not _env_flag("SESSIONGRAPH_NO_GRAPHIQL"),
+            graphiql=introspection and not env_flag(FLAGS["no_graphiql"]),
+            introspection=introspection,
+            limits=Limits(
+                **{
+                    name: _env_number(ENV[name], int, getattr(default_limits, name))
+                    for name in ("max_depth", "max_nodes", "max_fields", "max_document_bytes", "max_tokens")
+                }
+            ),
+            max_body_bytes=_env_number(ENV["max_body_bytes"], int, default.max_body_bytes),
+            request_timeout=_env_number(ENV["request_timeout"], float, default.request_timeout),
+            trusted_documents_dir=Path(os.environ.get(ENV["trusted_documents_dir"]) or default.trusted_documents_dir),
+            trusted_documents_only=env_flag(FLAGS["trusted_documents_only"]),
+            apq_cache_bytes=_env_number(ENV["apq_cache_bytes"], int, default.apq_cache_bytes),
         )

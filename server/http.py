@@ -1,7 +1,11 @@
 """GraphQL over HTTP: POST and GET on /graphql, GraphiQL for browsers, the API key checked
-before anything is executed, status codes and media types per the GraphQL over HTTP spec."""
+before anything is executed, status codes and media types per the GraphQL over HTTP spec,
+persisted documents, a time limit per request, and a request id on every response and on
+every log line about the request."""
 
+import asyncio
 import logging
+import re
 import uuid
 
 import orjson
@@ -13,26 +17,57 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.graphql import OperationType
 
 from sessiongraph.auth import authenticate, key_from_headers
+from sessiongraph.persisted import PersistedDocuments, PersistedQueryError
 from sessiongraph.resolvers.context import RequestContext
+from sessiongraph.schema.errors import INTERNAL_MESSAGE, current_request_id
 
 log = logging.getLogger("sessiongraph.http")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
-# Errors of the request itself: nothing was executed, so there is no `data` entry.
-REQUEST_ERROR_CODES = {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "BAD_USER_INPUT"}
+# A client's X-Request-Id is kept when it is this plain (it goes into log lines); else a new one.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class RequestError(Exception):
+    """A request refused before execution. `graphql_error`: a GraphQL request error, whose
+    status follows the media type (400 for graphql-response+json, 200 for json); else an
+    HTTP-level error with its own status."""
+
     def __init__(self, status: int, message: str, code: str = "BAD_REQUEST", headers: dict | None = None):
         super().__init__(message)
         self.status, self.code, self.headers = status, code, headers or {}
 
 
-def response_media_type(request: Request) -> str:
-    """graphql-response+json when the client accepts it, else application/json."""
-    accept = request.headers.get("accept", "")
-    return GRAPHQL_RESPONSE if GRAPHQL_RESPONSE in accept or "*/*" in accept else JSON
+def _media_ranges(accept: str) -> dict[str, float]:
+    ranges = {}
+    for part in accept.split(","):
+        media_type, *params = (p.strip() for p in part.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media_type:
+            ranges[media_type.lower()] = max(quality, ranges.get(media_type.lower(), 0.0))
+    return ranges
+
+
+def response_media_type(request: Request) -> str | None:
+    """graphql-response+json when the client asks for it (and prefers it at least as much as
+    json), application/json for json, */* or no Accept at all; None when it accepts neither."""
+    accept = request.headers.get("accept", "").strip()
+    if not accept:
+        return JSON
+    ranges = _media_ranges(accept)
+    wanted = ranges.get(GRAPHQL_RESPONSE, 0.0)
+    plain = max(ranges.get(JSON, 0.0), ranges.get("application/*", 0.0), ranges.get("*/*", 0.0))
+    if wanted > 0 and wanted >= plain:
+        return GRAPHQL_RESPONSE
+    return JSON if plain > 0 else None
 
 
 def wants_graphiql(request: Request) -> bool:
@@ -53,7 +88,10 @@ async def read_params(request: Request, max_body: int) -> dict:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != JSON:
         raise RequestError(415, "POST bodies must be application/json.")
-    body = b""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_body:
+        raise RequestError(413, f"The request body is larger than {max_body} bytes.")
+    body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > max_body:
@@ -69,7 +107,8 @@ async def read_params(request: Request, max_body: int) -> dict:
 
 def check_params(params: dict) -> None:
     query = params.get("query")
-    if not isinstance(query, str) or not query:
+    persisted = isinstance(params.get("extensions"), dict) and "persistedQuery" in params["extensions"]
+    if not (isinstance(query, str) and query) and not (persisted and query is None):
         raise RequestError(400, "`query` must be a non-empty string.")
     if params.get("operationName") is not None and not isinstance(params["operationName"], str):
         raise RequestError(400, "`operationName` must be a string.")
@@ -82,59 +121,89 @@ def error_body(message: str, code: str) -> dict:
     return {"errors": [{"message": message, "extensions": {"code": code}}]}
 
 
+def is_request_error(result) -> bool:
+    """Nothing was executed (parse, validation, limits, variable coercion): no `data` entry.
+    Every error raised while executing carries the path of its field."""
+    return result.data is None and bool(result.errors) and all(e.path is None for e in result.errors)
+
+
 class GraphQLEndpoint:
-    def __init__(self, schema, engine, settings) -> None:
-        self.schema, self.engine, self.settings = schema, engine, settings
+    def __init__(self, schema, engine, settings, persisted: PersistedDocuments) -> None:
+        self.schema, self.engine, self.settings, self.persisted = schema, engine, settings, persisted
 
     async def __call__(self, scope, receive, send) -> None:
         request = Request(scope, receive)
-        response = await self.handle(request)
+        supplied = request.headers.get("x-request-id", "")
+        request_id = supplied if REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+        token = current_request_id.set(request_id)
+        try:
+            response = await self.handle(request)
+        except Exception:  # the last resort: the client learns nothing of it, the log everything
+            log.exception("request %s failed", request_id)
+            response = self.respond(error_body(INTERNAL_MESSAGE, "INTERNAL_SERVER_ERROR"), JSON, 500)
+        finally:
+            current_request_id.reset(token)
+        response.headers["X-Request-Id"] = request_id
         await response(scope, receive, send)
 
+    @staticmethod
+    def respond(body: dict, media_type: str, status: int = 200, headers: dict | None = None) -> Response:
+        return Response(orjson.dumps(body), status, headers, media_type)
+
     async def handle(self, request: Request) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        media_type = response_media_type(request)
-
-        def respond(body: dict, status: int = 200, headers: dict | None = None) -> Response:
-            headers = {"X-Request-Id": request_id, **(headers or {})}
-            return Response(orjson.dumps(body), status, headers, media_type)
-
         if request.method not in ("GET", "POST"):
-            return respond(error_body("Use GET or POST.", "BAD_REQUEST"), 405, {"Allow": "GET, POST"})
-        if wants_graphiql(request):
-            if not self.settings.graphiql:
-                return respond(error_body("GraphiQL is off.", "NOT_FOUND"), 404)
-            return HTMLResponse(get_graphql_ide_html(), headers={"X-Request-Id": request_id})
+            return self.respond(error_body("Use GET or POST.", "BAD_REQUEST"), JSON, 405, {"Allow": "GET, POST"})
+        if self.settings.graphiql and wants_graphiql(request):
+            return HTMLResponse(get_graphql_ide_html())
+        media_type = response_media_type(request)
+        if media_type is None:
+            message = f"This server answers with {GRAPHQL_RESPONSE} or {JSON}."
+            return self.respond(error_body(message, "BAD_REQUEST"), JSON, 406)
         viewer = await authenticate(self.engine, key_from_headers(request.headers))
         if viewer is None:
-            return respond(error_body("A valid API key is required.", "UNAUTHENTICATED"), 401)
+            return self.respond(error_body("A valid API key is required.", "UNAUTHENTICATED"), media_type, 401)
         try:
             params = await read_params(request, self.settings.max_body_bytes)
             check_params(params)
         except RequestError as e:
-            return respond(error_body(str(e), e.code), e.status, e.headers)
+            return self.respond(error_body(str(e), e.code), media_type, e.status, e.headers)
+        request_error_status = 400 if media_type == GRAPHQL_RESPONSE else 200
+        try:
+            query = self.persisted.document(params.get("query"), params.get("extensions"))
+        except PersistedQueryError as e:
+            return self.respond(error_body(str(e), e.code), media_type, request_error_status if e.request_error else 400)
 
         allowed = {OperationType.QUERY}
         if request.method == "POST":
             allowed |= {OperationType.MUTATION}
         context = RequestContext(self.engine, viewer)
         try:
-            result = await self.schema.execute(
-                params["query"],
-                variable_values=params.get("variables"),
-                context_value=context,
-                operation_name=params.get("operationName"),
-                allowed_operation_types=allowed,
-                operation_extensions=params.get("extensions"),
+            result = await asyncio.wait_for(
+                self.schema.execute(
+                    query,
+                    variable_values=params.get("variables"),
+                    context_value=context,
+                    operation_name=params.get("operationName"),
+                    allowed_operation_types=allowed,
+                    operation_extensions=params.get("extensions"),
+                ),
+                self.settings.request_timeout,
             )
         except InvalidOperationTypeError:
             if request.method == "GET":
-                return respond(error_body("Mutations are not allowed over GET.", "BAD_REQUEST"), 405, {"Allow": "POST"})
-            return respond(error_body("Only queries and mutations are served over HTTP.", "BAD_REQUEST"), 400)
+                body = error_body("Mutations are not allowed over GET; use POST.", "BAD_REQUEST")
+                return self.respond(body, media_type, 405, {"Allow": "POST"})
+            body = error_body("Only queries and mutations are served over HTTP.", "BAD_REQUEST")
+            return self.respond(body, media_type, 400)
         except MissingQueryError:
-            return respond(error_body("`query` must be a non-empty string.", "BAD_REQUEST"), 400)
+            return self.respond(error_body("`query` must be a non-empty string.", "BAD_REQUEST"), media_type, 400)
         except CannotGetOperationTypeError as e:  # no operation by that name, or no name given for several
-            return respond(error_body(e.as_http_error_reason(), "GRAPHQL_VALIDATION_FAILED"), 400)
+            body = error_body(e.as_http_error_reason(), "GRAPHQL_VALIDATION_FAILED")
+            return self.respond(body, media_type, request_error_status)
+        except TimeoutError:
+            log.warning("request %s ran past %ss and was stopped", current_request_id.get(), self.settings.request_timeout)
+            message = f"The request ran longer than {self.settings.request_timeout:g} s and was stopped."
+            return self.respond(error_body(message, "TIMEOUT"), media_type, 503)
         finally:
             await context.close()
 
@@ -142,13 +211,10 @@ class GraphQLEndpoint:
         status = 200
         if result.errors:
             body["errors"] = [error.formatted for error in result.errors]
-            request_error = result.data is None and all(
-                (e.extensions or {}).get("code") in REQUEST_ERROR_CODES for e in result.errors
-            )
-            if request_error:
-                status = 400 if media_type == GRAPHQL_RESPONSE else 200
-        if result.data is not None or not result.errors:
+        if is_request_error(result):
+            status = request_error_status
+        else:
             body["data"] = result.data
         if result.extensions:
             body["extensions"] = result.extensions
-        return respond(body, status)
+        return self.respond(body, media_type, status)

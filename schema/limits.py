@@ -1,0 +1,294 @@
+"""The contract's limits on a document (size, depth, estimated nodes, selected fields), checked
+by one walk over the parsed document before validation, and the per-document caches of parsing
+and validation. `DocumentGuard` is a Strawberry extension, so HTTP and WebSocket operations
+pass the same checks; every result reports what its document cost in `extensions.cost`."""
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLInterfaceType,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLSyntaxError,
+    InlineFragmentNode,
+    IntValueNode,
+    ListValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+    get_named_type,
+    parse,
+)
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
+
+from sessiongraph.resolvers.pagination import MAX_PAGE_SIZE
+from sessiongraph.resolvers.queries import EVENTS_PAGE, SESSIONS_PAGE, TURNS_PAGE
+
+TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+# What a connection returns when neither `first` nor `last` is given; a connection not listed
+# here is assumed to return a full page, so a new connection is never under-counted.
+DEFAULT_PAGE_SIZES = {"SessionConnection": SESSIONS_PAGE, "TurnConnection": TURNS_PAGE, "EventConnection": EVENTS_PAGE}
+# Fields whose list argument says how many nodes they return.
+LIST_ARGUMENT_FIELDS = {("Query", "nodes"): "ids"}
+INTROSPECTION_ROOTS = {"__schema", "__type"}
+CACHED_DOCUMENTS = 512
+REPORTED_MAX = 2**53 - 1
+# How graphql-core's parser says it stopped at `max_tokens`.
+TOKENS_MESSAGE = "Syntax Error: Document contains more than"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_depth: int = 15
+    max_nodes: int = 50_000
+    max_fields: int = 1_000
+    max_document_bytes: int = 100_000
+    # Not in the contract: bounds the parser's work, which dominates for a large document
+    # (a 100 KB document of 30,000 tokens takes about half a second to parse), so that a
+    # document over the field limit is refused sooner. 15 tokens per allowed field.
+    max_tokens: int = 15_000
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one document asks for. `depth` leaves introspection fields out."""
+
+    depth: int
+    nodes: int
+    fields: int
+
+
+@dataclass(frozen=True)
+class _Measure:
+    """A selection set's figures relative to where it is used: `nodes` per unit of the
+    multiplier it is used under, `depth` below the field that holds it."""
+
+    depth: int = 0
+    nodes: int = 0
+    fields: int = 0
+
+    def __add__(self, other: "_Measure") -> "_Measure":
+        return _Measure(max(self.depth, other.depth), self.nodes + other.nodes, self.fields + other.fields)
+
+
+def too_complex(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": TOO_COMPLEX})
+
+
+class _Walk:
+    """Measures a document in one pass: each fragment is measured once (its figures do not
+    depend on where it is spread) and reused, so neither fragment fan-out nor a fragment cycle
+    costs more than the document's own size."""
+
+    def __init__(self, schema: GraphQLSchema, document: DocumentNode, variables: dict) -> None:
+        self.schema, self.variables = schema, variables
+        self.fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+        self.measured: dict[str, _Measure] = {}
+        self.open: set[str] = set()  # fragments being measured: a spread of one of them is a cycle
+        self.operation_variables: dict = {}
+
+    def operation(self, operation: OperationDefinitionNode) -> _Measure:
+        self.operation_variables = {
+            d.variable.name.value: d.default_value for d in operation.variable_definitions or () if d.default_value
+        }
+        root = self.schema.get_root_type(operation.operation)
+        return self.selection_set(operation.selection_set, root)
+
+    def fragment(self, name: str) -> _Measure:
+        if name in self.measured:
+            return self.measured[name]
+        definition = self.fragments.get(name)
+        if definition is None or name in self.open:
+            return _Measure()  # unknown or cyclic: validation refuses the document
+        self.open.add(name)
+        parent = self.schema.get_type(definition.type_condition.name.value)
+        found = self.selection_set(definition.selection_set, parent)
+        self.open.discard(name)
+        self.measured[name] = found
+        return found
+
+    def selection_set(self, selection_set: SelectionSetNode | None, parent: GraphQLNamedType | None) -> _Measure:
+        total = _Measure()
+        if selection_set is None:
+            return total
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                total += self.field(selection, parent)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                inner = self.schema.get_type(condition.name.value) if condition else parent
+                total += self.selection_set(selection.selection_set, inner)
+            elif isinstance(selection, FragmentSpreadNode):
+                total += self.fragment(selection.name.value)
+        return total
+
+    def field(self, node: FieldNode, parent: GraphQLNamedType | None) -> _Measure:
+        name = node.name.value
+        # The document is not validated yet: a field may name nothing in the schema.
+        field = parent.fields.get(name) if isinstance(parent, (GraphQLObjectType, GraphQLInterfaceType)) else None
+        inner = self.selection_set(node.selection_set, get_named_type(field.type) if field else None)
+        if name in INTROSPECTION_ROOTS or name == "__typename":
+            return _Measure(0, inner.nodes, inner.fields + 1)
+        multiplier = self.multiplier(node, parent, field)
+        nodes = inner.nodes if multiplier is None else multiplier + multiplier * inner.nodes
+        return _Measure(inner.depth + 1, nodes, inner.fields + 1)
+
+    def multiplier(self, node: FieldNode, parent, field) -> int | None:
+        """How many nodes this field returns, when it returns a list of them: a connection's page
+        size, or the length of a list argument such as `nodes(ids:)`. None for other fields."""
+        if field is None:
+            return None
+        arguments = {a.name.value: a.value for a in node.arguments or ()}
+        list_argument = LIST_ARGUMENT_FIELDS.get((parent.name, node.name.value))
+        if list_argument is not None:
+            value = self.value(arguments.get(list_argument))
+            return len(value) if isinstance(value, list) else 1
+        type_name = get_named_type(field.type).name
+        if not (type_name.endswith("Connection") and "first" in field.args):
+            return None
+        for name in ("first", "last"):
+            value = self.value(arguments.get(name))
+            if isinstance(value, int) and not isinstance(value, bool):
+                # Past the maximum page size the resolver refuses the argument (BAD_USER_INPUT).
+                return min(max(value, 0), MAX_PAGE_SIZE)
+        return DEFAULT_PAGE_SIZES.get(type_name, MAX_PAGE_SIZE)
+
+    def value(self, node):
+        """An argument's value as far as counting needs it: ints, lists, variables resolved."""
+        if isinstance(node, VariableNode):
+            name = node.name.value
+            if name in self.variables:
+                return self.variables[name]
+            node = self.operation_variables.get(name)
+        if isinstance(node, IntValueNode):
+            return int(node.value)
+        if isinstance(node, ListValueNode):
+            return list(node.values)
+        return None
+
+
+def measure(schema: GraphQLSchema, document: DocumentNode, variables: dict | None) -> Cost | None:
+    """The document's cost: fields and nodes summed over its operations (and over fragments no
+    operation uses, since validation reads them all), depth the deepest operation's. None for
+    a document nested too deeply to walk (thousands of levels through fragments)."""
+    walk = _Walk(schema, document, variables if isinstance(variables, dict) else {})
+    total = _Measure()
+    try:
+        for definition in document.definitions:
+            if isinstance(definition, OperationDefinitionNode) and schema.get_root_type(definition.operation):
+                total += walk.operation(definition)
+        used = set(walk.measured)
+        for name in walk.fragments:
+            if name not in used:
+                total += walk.fragment(name)
+    except RecursionError:
+        return None
+    # Fragment fan-out can ask for astronomically many fields; what is reported stays a JSON number.
+    return Cost(total.depth, min(total.nodes, REPORTED_MAX), min(total.fields, REPORTED_MAX))
+
+
+def refusal(cost: Cost | None, limits: Limits) -> GraphQLError | None:
+    if cost is None:
+        return too_complex("The document is nested too deeply.")
+    if cost.depth > limits.max_depth:
+        return too_complex(f"The document is {cost.depth} levels deep; the limit is {limits.max_depth}.")
+    if cost.nodes > limits.max_nodes:
+        return too_complex(f"The document asks for an estimated {cost.nodes} nodes; the limit is {limits.max_nodes}.")
+    if cost.fields > limits.max_fields:
+        return too_complex(f"The document selects {cost.fields} fields, aliases included; the limit is {limits.max_fields}.")
+    return None
+
+
+@lru_cache(maxsize=CACHED_DOCUMENTS)
+def parse_cached(query: str, max_tokens: int | None = None) -> DocumentNode:
+    return parse(query, max_tokens=max_tokens)
+
+
+# Keyed by the document's text (hashed once by Python) and the validation rules in force,
+# so introspection on and off never share an entry.
+_validated: OrderedDict = OrderedDict()
+
+
+def validate_cached(schema, query: str, document: DocumentNode, rules: tuple) -> list[GraphQLError]:
+    if not query:
+        return validate_document(schema, document, rules)
+    key = (schema, query, rules)
+    if key in _validated:
+        _validated.move_to_end(key)
+        return _validated[key]
+    errors = validate_document(schema, document, rules)
+    _validated[key] = errors
+    if len(_validated) > CACHED_DOCUMENTS:
+        _validated.popitem(last=False)
+    return errors
+
+
+class DocumentGuard(SchemaExtension):
+    """Parses (cached), refuses what is over the schema's limits before validation, validates
+    (cached), and reports the cost. One instance per operation: extensions hold state."""
+
+    def __init__(self) -> None:
+        self.cost: Cost | None = None
+        self.document_bytes: int | None = None
+
+    @property
+    def limits(self) -> Limits:
+        return self.execution_context.schema.limits
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is None and context.query:
+            self.document_bytes = len(context.query.encode())
+            if self.document_bytes > self.limits.max_document_bytes:
+                raise too_complex(
+                    f"The document is {self.document_bytes} bytes; the limit is {self.limits.max_document_bytes}."
+                )
+            try:
+                context.graphql_document = parse_cached(context.query, self.limits.max_tokens)
+            except RecursionError:
+                raise too_complex("The document is nested too deeply to parse.") from None
+            except GraphQLSyntaxError as e:
+                if e.message.startswith(TOKENS_MESSAGE):
+                    raise too_complex(f"The document has more than {self.limits.max_tokens} tokens.") from None
+                raise
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        schema = context.schema
+        self.cost = measure(schema._schema, context.graphql_document, context.variables)
+        refused = refusal(self.cost, self.limits)
+        if refused is not None:
+            context.pre_execution_errors = [refused]  # validation is skipped: it is the costly part
+        else:
+            rules = tuple(context.validation_rules)
+            if not schema.introspection:
+                rules = (*rules, NoSchemaIntrospectionCustomRule)
+            context.pre_execution_errors = validate_cached(schema._schema, context.query or "", context.graphql_document, rules)
+        yield
+
+    def get_results(self) -> dict:
+        limits, cost = self.limits, self.cost
+        return {
+            "cost": {
+                "requestedQueryCost": cost.nodes if cost else None,
+                "maximumAvailable": limits.max_nodes,
+                "depth": cost.depth if cost else None,
+                "maximumDepth": limits.max_depth,
+                "fields": cost.fields if cost else None,
+                "maximumFields": limits.max_fields,
+                "documentBytes": self.document_bytes,
+                "maximumDocumentBytes": limits.max_document_bytes,
+            }
+        }
