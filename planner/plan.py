@@ -180,7 +180,10 @@ class Planner:
         query_type = self.graphql_schema.query_type
         fields = run.root_fields(query_type)
         data: dict = {}
-        await run.complete(query_type, fields, [None], [data])
+        try:
+            await run.complete(query_type, fields, [None], [data])
+        except Exception as error:  # noqa: BLE001  any error at all: normal execution reports it
+            raise Fallback from error
         return data
 
 
@@ -254,15 +257,12 @@ class _Run:
                 resolver = runner.resolver
                 values = [resolver(source, **kwargs) for source in sources]
             pending.extend(self._complete_values(key, field_def, details, values, outs))
-        if pending:
-            await asyncio.gather(*pending)
+        await _all(pending)
 
     async def _complete_async(self, runner, kwargs, key, field_def, details, sources, outs) -> None:
         resolver = runner.resolver
-        values = await asyncio.gather(*(resolver(source, **kwargs) for source in sources))
-        nested = self._complete_values(key, field_def, details, values, outs)
-        if nested:
-            await asyncio.gather(*nested)
+        values = await _all([resolver(source, **kwargs) for source in sources])
+        await _all(self._complete_values(key, field_def, details, values, outs))
 
     def _complete_values(self, key, field_def, details, values, outs) -> list:
         """Sets `key` of each out from its value; returns the completions of the objects
@@ -318,3 +318,18 @@ class _Run:
         if definition is None:
             raise Fallback
         return self.planner.graphql_schema.get_type(definition.name)
+
+
+async def _all(coroutines: list) -> list:
+    """Runs the coroutines concurrently (so their DataLoader calls batch). When one fails, the
+    others still run to their end before the failure is raised: cancelling a statement
+    half-way would leave its connection unusable."""
+    if not coroutines:
+        return []
+    if len(coroutines) == 1:
+        return [await coroutines[0]]
+    results = await asyncio.gather(*coroutines, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results

@@ -34,6 +34,12 @@ class RequestContext:
         self._lock = asyncio.Lock()
 
     async def rows(self, statement) -> list:
+        # Shielded: when a sibling field fails, graphql-core cancels the other fields'
+        # tasks; a statement cancelled half-way would leave the connection unusable, so it
+        # runs to its end instead, and `close` waits for it.
+        return await asyncio.shield(self._rows(statement))
+
+    async def _rows(self, statement) -> list:
         async with self._lock:
             if self._connection is None:
                 self._connection = await self.engine.connect()
@@ -53,6 +59,7 @@ class RequestContext:
             self.loaders = Loaders(self)
 
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
-            self._connection = None
+        async with self._lock:
+            if self._connection is not None:
+                await self._connection.close()
+                self._connection = None

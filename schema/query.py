@@ -1,7 +1,5 @@
 """The Query root."""
 
-import asyncio
-
 import strawberry
 
 from sessiongraph.resolvers import queries
@@ -10,8 +8,7 @@ from sessiongraph.schema.inputs import OrderDirection, SessionFilter, SessionOrd
 from sessiongraph.schema.types import NODE_TYPES, Node, Session, Viewer
 
 
-async def _node(info: strawberry.Info, id_: str) -> Node | None:
-    found = await queries.find_node(info.context, id_)
+def _node(found: tuple[str, object] | None) -> Node | None:
     if found is None:
         return None
     type_name, row = found
@@ -73,8 +70,8 @@ class Query:
 
     @strawberry.field
     async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
-        return await _node(info, id)
+        return _node(await queries.find_node(info.context, id))
 
     @strawberry.field
     async def nodes(self, info: strawberry.Info, ids: list[strawberry.ID]) -> list[Node | None]:
-        return list(await asyncio.gather(*(_node(info, i) for i in ids)))
+        return [_node(found) for found in await queries.find_nodes(info.context, ids)]
