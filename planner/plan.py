@@ -14,9 +14,12 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    VariableNode,
     get_named_type,
     is_abstract_type,
     is_leaf_type,
@@ -57,6 +60,7 @@ class Plan:
     # Without @skip/@include the selections do not depend on variables: learnt once.
     static: bool
     subfields: dict = field(default_factory=dict)
+    # Arguments given as literals, converted once.
     arguments: dict = field(default_factory=dict)
 
 
@@ -197,7 +201,7 @@ class _Run:
         self.variables = variables
         # Learnt per run when the selections depend on variables; else kept in the plan.
         self.subfields = plan.subfields if plan.static else {}
-        self.arguments = plan.arguments if plan.static else {}
+        self.run_arguments: dict = {}
 
     def root_fields(self, query_type):
         key = ("root",)
@@ -221,14 +225,17 @@ class _Run:
         return self.subfields[key]
 
     def argument_values(self, runner: FieldRunner, field_def, node: FieldNode) -> dict:
+        """The field's arguments as its resolver takes them; kept in the plan when they are
+        literals, else for this run only (they depend on the variables)."""
         key = id(node)
-        if key not in self.arguments:
+        found = self.plan.arguments.get(key) or self.run_arguments.get(key)
+        if found is None:
             raw = get_argument_values(field_def, node, self.variables) if field_def.args else {}
             schema = self.planner.schema
-            self.arguments[key] = convert_arguments(
-                raw, runner.arguments, schema.schema_converter.scalar_registry, schema.config
-            )
-        return self.arguments[key]
+            found = convert_arguments(raw, runner.arguments, schema.schema_converter.scalar_registry, schema.config)
+            uses_variables = any(_has_variable(argument.value) for argument in node.arguments or ())
+            (self.run_arguments if uses_variables else self.plan.arguments)[key] = found
+        return found
 
     async def complete(self, parent_type, fields, sources: list, outs: list[dict]) -> None:
         """Fills `outs[i]` with the selected fields of `sources[i]`, all of one type."""
@@ -318,6 +325,16 @@ class _Run:
         if definition is None:
             raise Fallback
         return self.planner.graphql_schema.get_type(definition.name)
+
+
+def _has_variable(value) -> bool:
+    if isinstance(value, VariableNode):
+        return True
+    if isinstance(value, ListValueNode):
+        return any(_has_variable(v) for v in value.values)
+    if isinstance(value, ObjectValueNode):
+        return any(_has_variable(f.value) for f in value.fields)
+    return False
 
 
 async def _all(coroutines: list) -> list:

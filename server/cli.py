@@ -133,6 +133,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--no-introspection", action="store_true", help="refuse introspection; also turns GraphiQL off")
     serve.add_argument("--no-graphiql", action="store_true", help="no GraphiQL page on GET /graphql")
+    serve.add_argument("--no-planner", action="store_true", help="execute every query field by field (no planned execution)")
     serve.add_argument("--trusted-documents-only", action="store_true", help="run only the trusted documents")
     serve.add_argument("--trusted-documents", dest="trusted_documents_dir", metavar="DIR", help="folder of trusted *.graphql documents")
     serve.add_argument("--max-depth", type=int, help="deepest document, introspection fields not counted (15)")

@@ -26,6 +26,7 @@ FLAGS = {
     "no_graphiql": "SESSIONGRAPH_NO_GRAPHIQL",
     "no_introspection": "SESSIONGRAPH_NO_INTROSPECTION",
     "trusted_documents_only": "SESSIONGRAPH_TRUSTED_DOCUMENTS_ONLY",
+    "no_planner": "SESSIONGRAPH_NO_PLANNER",
 }
 
 
@@ -58,6 +59,7 @@ class Settings:
     trusted_documents_dir: Path = DEFAULT_TRUSTED_DIR
     trusted_documents_only: bool = False
     apq_cache_bytes: int = 10_000_000  # total size of the documents registered through APQ
+    planner: bool = True  # planned execution of covered queries (planner/)
 
     @classmethod
     def from_env(cls, database: str | None = None) -> "Settings":
@@ -78,4 +80,5 @@ class Settings:
             trusted_documents_dir=Path(os.environ.get(ENV["trusted_documents_dir"]) or default.trusted_documents_dir),
             trusted_documents_only=env_flag(FLAGS["trusted_documents_only"]),
             apq_cache_bytes=_env_number(ENV["apq_cache_bytes"], int, default.apq_cache_bytes),
+            planner=not env_flag(FLAGS["no_planner"]),
         )
