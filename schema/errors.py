@@ -29,6 +29,12 @@ CODES = {
     "PERSISTED_QUERY_NOT_FOUND",  # APQ: the server does not know this hash; send the document
     "DOCUMENT_NOT_TRUSTED",  # trusted-documents-only mode: the document is not in the manifest
     "TIMEOUT",  # the request ran past the server's time limit and was stopped
+    # Subscriptions' own (see their descriptions in the schema and websocket.py).
+    "TOO_FAR_BEHIND",
+    "TOO_MANY_SUBSCRIPTIONS",
+    "LIVE_FEED_LOST",
+    "SERVICE_UNAVAILABLE",
+    "SHUTTING_DOWN",
 }
 
 
