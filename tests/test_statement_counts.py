@@ -1,0 +1,137 @@
+"""What reads cost in SQL statements: a nested page costs the same whatever its size, because
+every nested connection is one statement for all its parents; `totalCount` costs a fixed
+number of statements more, and only when selected; node/nodes batch their lookups."""
+
+import pytest
+
+from tests.conftest import count_statements, event_, ok, store, turn_
+
+SESSIONS, TURNS, EVENTS = 4, 3, 5
+
+NESTED = """{ sessions(first: %(sessions_first)d) { %(sessions)s edges { cursor node { id title
+  turns(first: %(turns_first)d) { %(turns)s edges { cursor node { id turn finalOutput
+    events(first: %(events_first)d) { %(events)s edges { cursor node { id seq message } } } } } } } } } }"""
+LEVELS = ("sessions", "turns", "events")
+# Page sizes per level: all 1, then each level at 100 in turn (100 everywhere at once is over
+# the contract's 50,000 estimated nodes); each of the larger ones loads all the data.
+SIZES = [(1, 1, 1), (100, 20, 20), (20, 100, 20), (20, 20, 100)]
+
+
+def nested(sizes: tuple[int, int, int], count_at: tuple[str, ...] = ()) -> str:
+    return NESTED % {
+        **{f"{level}_first": size for level, size in zip(LEVELS, sizes, strict=True)},
+        **{level: "totalCount pageInfo { hasNextPage }" if level in count_at else "" for level in LEVELS},
+    }
+
+
+@pytest.fixture
+async def sessions(engine, org):
+    """SESSIONS sessions of alice, each of TURNS turns of EVENTS events, and a session of bob."""
+    for s in range(SESSIONS):
+        await store(
+            engine, org.alice, s, title=f"session {s}",
+            turns=[turn_(f"t{t}", s + t / 10, result=f"r{t}",
+                         events=[event_("LLM_OUTPUT", s + t / 10 + e / 100, f"{s}.{t}.{e}") for e in range(EVENTS)])
+                   for t in range(TURNS)],
+        )
+    await store(engine, org.bob, 0, turns=[turn_("t", 0, events=[event_("X", 0)])])
+
+
+async def cost(engine, viewer, query: str, variables: dict) -> tuple[int, dict]:
+    with count_statements(engine) as counter:
+        data = await ok(engine, viewer, query, variables)
+    return counter.count, data
+
+
+def events_in(data: dict) -> list[str]:
+    return [
+        event["node"]["message"]
+        for session in data["sessions"]["edges"]
+        for turn in session["node"]["turns"]["edges"]
+        for event in turn["node"]["events"]["edges"]
+    ]
+
+
+@pytest.mark.parametrize("sizes", SIZES, ids=str)
+async def test_nested_page_costs_three_statements_whatever_its_size(engine, org, sessions, sizes):
+    statements, data = await cost(engine, org.alice, nested(sizes), {})
+    loaded = events_in(data)
+    assert len(loaded) == (1 if sizes == (1, 1, 1) else SESSIONS * TURNS * EVENTS)
+    assert statements == 3
+
+
+@pytest.mark.parametrize(
+    ("count_at", "extra"),
+    [
+        (("sessions",), 1),
+        (("turns",), 0),  # a session's turn count is kept on its row
+        (("events",), 1),
+        (("sessions", "turns", "events"), 2),
+    ],
+)
+@pytest.mark.parametrize("sizes", [SIZES[0], SIZES[-1]], ids=str)
+async def test_total_count_adds_a_fixed_number_of_statements(engine, org, sessions, sizes, count_at, extra):
+    statements, data = await cost(engine, org.alice, nested(sizes, count_at), {})
+    assert statements == 3 + extra
+    if "sessions" in count_at:
+        assert data["sessions"]["totalCount"] == SESSIONS
+    if "events" in count_at:
+        counts = {t["node"]["events"]["totalCount"] for s in data["sessions"]["edges"] for t in s["node"]["turns"]["edges"]}
+        assert counts == {EVENTS}
+
+
+async def test_relations_back_to_parents_are_batched(engine, org, sessions):
+    query = """{ sessions { nodes { events(first: 100) { nodes { turn { session { id } } session { id } } } } } }"""
+    statements, data = await cost(engine, org.alice, query, {})
+    assert sum(len(s["events"]["nodes"]) for s in data["sessions"]["nodes"]) == SESSIONS * TURNS * EVENTS
+    # The list, the events of all sessions, the events' turns, the turns' sessions by id
+    # (one statement each, whatever the number of events).
+    assert statements == 4
+
+
+IDS = """{ sessions { nodes { id turns { nodes { id events { nodes { id } } } } } } }"""
+NODES = "query($ids: [ID!]!) { nodes(ids: $ids) { __typename id } }"
+
+
+async def all_ids(engine, viewer) -> list[str]:
+    data = await ok(engine, viewer, IDS)
+    found = []
+    for session in data["sessions"]["nodes"]:
+        found.append(session["id"])
+        for turn in session["turns"]["nodes"]:
+            found.append(turn["id"])
+            found.extend(event["id"] for event in turn["events"]["nodes"])
+    return found
+
+
+async def test_nodes_of_many_ids_cost_what_one_of_each_type_costs(engine, org, sessions):
+    ids = await all_ids(engine, org.alice)
+    assert len(ids) == SESSIONS * (1 + TURNS * (1 + EVENTS))
+    few = [ids[0], ids[1], ids[2]]  # a session, a turn, an event
+    few_statements, few_data = await cost(engine, org.alice, NODES, {"ids": few})
+    many_statements, many_data = await cost(engine, org.alice, NODES, {"ids": ids})
+    assert [n["__typename"] for n in few_data["nodes"]] == ["Session", "Turn", "Event"]
+    assert [n["id"] for n in many_data["nodes"]] == ids
+    assert many_statements == few_statements == 3
+
+
+async def test_node_fields_of_many_nodes_are_batched(engine, org, sessions):
+    ids = await all_ids(engine, org.alice)
+    query = """query($ids: [ID!]!) { nodes(ids: $ids) { id
+      ... on Turn { session { id } events(first: 2) { nodes { id } } }
+      ... on Event { turn { id } session { id } } } }"""
+    statements, data = await cost(engine, org.alice, query, {"ids": ids})
+    assert len(data["nodes"]) == len(ids)
+    assert statements == 4
+
+
+async def test_a_page_deep_in_the_list_costs_what_the_first_page_costs(engine, org):
+    for minutes in range(30):
+        await store(engine, org.alice, minutes)
+    query = "query($after: String) { sessions(first: 2, after: $after) { nodes { id } pageInfo { endCursor } } }"
+    first_statements, data = await cost(engine, org.alice, query, {})
+    after = data["sessions"]["pageInfo"]["endCursor"]
+    for _ in range(10):
+        statements, data = await cost(engine, org.alice, query, {"after": after})
+        assert statements == first_statements == 1
+        after = data["sessions"]["pageInfo"]["endCursor"]
