@@ -1,10 +1,11 @@
 """renameSession and deleteSession.
 
-Each is one short write transaction: find the target, then one conditional UPDATE that
-decides. The UPDATE re-checks `deleted_at IS NULL` itself, so whatever ran in between, a
-rename never touches (or revives) a deleted session and two renames never fail each other:
-the last to commit wins. The target is found on the write connection, not the request's read
-connection, so a mutation holds one pooled connection at a time.
+Each is one short write transaction (`publishing`: subscribers hear RENAMED / DELETED once it
+commits): find the target, then one conditional UPDATE that decides. The UPDATE re-checks
+`deleted_at IS NULL` itself, so whatever ran in between, a rename never touches (or revives)
+a deleted session and two renames never fail each other: the last to commit wins. The target
+is found on the write connection, not the request's read connection, so a mutation holds one
+pooled connection at a time.
 """
 
 import uuid
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, case, or_, select, update
 
 from sessiongraph.models import Session
+from sessiongraph.resolvers.broker import publishing, session_changed
 from sessiongraph.resolvers.context import RequestContext, Viewer
 from sessiongraph.resolvers.errors import BadUserInput, NotFound
 from sessiongraph.resolvers.ids import from_global_id, parse_uuid
@@ -58,10 +60,12 @@ def _not_found(id_: str) -> NotFound:
 
 
 async def rename_session(ctx: RequestContext, id_: str, title: str):
-    """The renamed session's row; BAD_USER_INPUT (title rules) before anything is read."""
+    """The renamed session's row; BAD_USER_INPUT (title, id) before anything is read."""
     title = sanitize_title(title)
-    async with ctx.engine.begin() as connection:
-        target = (await connection.execute(target_statement(ctx.viewer, id_))).first()
+    find = target_statement(ctx.viewer, id_)
+    async with publishing(ctx.engine) as publication:
+        connection = publication.connection
+        target = (await connection.execute(find)).first()
         if target is None or target.deleted_at is not None:
             raise _not_found(id_)
         renamed = (
@@ -74,6 +78,7 @@ async def rename_session(ctx: RequestContext, id_: str, title: str):
         ).first()
         if renamed is None:  # deleted since it was found
             raise _not_found(id_)
+        publication.announce(session_changed("RENAMED", renamed))
     # Later fields of this operation must see the new title, not a row cached before.
     ctx.loaders.session.prime(renamed.id, renamed, force=True)
     return renamed
@@ -82,8 +87,10 @@ async def rename_session(ctx: RequestContext, id_: str, title: str):
 async def delete_session(ctx: RequestContext, id_: str) -> uuid.UUID:
     """Soft-deletes the session; the id of the deleted session, also when it already was
     (deleting is idempotent for whoever may change the session)."""
-    async with ctx.engine.begin() as connection:
-        target = (await connection.execute(target_statement(ctx.viewer, id_))).first()
+    find = target_statement(ctx.viewer, id_)
+    async with publishing(ctx.engine) as publication:
+        connection = publication.connection
+        target = (await connection.execute(find)).first()
         if target is None:
             raise _not_found(id_)
         deleted = target
@@ -97,9 +104,11 @@ async def delete_session(ctx: RequestContext, id_: str) -> uuid.UUID:
                 )
             ).first()
             if deleted is None:
-                # A concurrent delete came first: this one succeeds all the same (deleting is
-                # idempotent), and the first deleter stays recorded.
+                # A concurrent delete came first (and announced it): this one succeeds all
+                # the same, deleting being idempotent, and the first deleter stays recorded.
                 deleted = (await connection.execute(select(*SESSION_COLUMNS).where(Session.id == target.id))).one()
+            else:
+                publication.announce(session_changed("DELETED", deleted))
     # Later fields of this operation must not find the session live in a cached row.
     ctx.loaders.session.prime(deleted.id, deleted, force=True)
     return deleted.id

@@ -14,6 +14,7 @@ from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.ids import to_global_id
 from sessiongraph.schema import schema
 from tests.conftest import api_key, count_statements, error_codes, event_, execute, ok, store, turn_
+from tests.test_subscriptions import EVENTS, UPDATES, subscribe, take
 
 RENAME = """mutation($id: ID!, $title: String!, $cmid: String) {
   renameSession(input: {id: $id, title: $title, clientMutationId: $cmid}) {
@@ -277,7 +278,7 @@ async def test_deleted_sessions_external_id_is_free_for_a_new_live_session(engin
     assert (await delete(engine, org.alice, "chat-1"))["deletedSessionId"] == gid(new)
 
 
-async def test_each_mutation_is_one_lookup_and_one_update(engine, org):
+async def test_each_mutation_is_one_lookup_and_one_update_of_the_session(engine, org):
     session_id = await store(engine, org.alice)
     with count_statements(engine) as renaming:
         await ok(engine, org.alice, "mutation($id: ID!) { renameSession(input: {id: $id, title: \"T\"}) { session { title } } }", {"id": gid(session_id)})
@@ -285,7 +286,10 @@ async def test_each_mutation_is_one_lookup_and_one_update(engine, org):
         await delete(engine, org.alice, gid(session_id))
     with count_statements(engine) as repeating:
         await delete(engine, org.alice, gid(session_id))
-    assert (renaming.count, deleting.count, repeating.count) == (2, 2, 1)
+    # Besides the transaction's own statements (BEGIN IMMEDIATE on SQLite, the NOTIFY of the
+    # change on PostgreSQL): what each costs on the sessions table.
+    on_sessions = [[s for s in c.statements if "sessions" in s] for c in (renaming, deleting, repeating)]
+    assert [len(s) for s in on_sessions] == [2, 2, 1]
 
 
 async def test_mutations_over_http_with_an_api_key(client, engine, org):
@@ -298,6 +302,45 @@ async def test_mutations_over_http_with_an_api_key(client, engine, org):
     assert deleted.json()["data"]["deleteSession"]["deletedSessionId"] == gid(session_id)
     again = await client.post("/graphql", json={"query": RENAME, "variables": {"id": "chat-1", "title": "x"}}, headers=headers)
     assert [e["extensions"]["code"] for e in again.json()["errors"]] == ["NOT_FOUND"]
+
+
+# --- subscribers ------------------------------------------------------------------------
+
+
+async def test_rename_and_delete_reach_session_updates_once_and_only_for_those_who_see_them(engine, org):
+    session_id = await store(engine, org.alice, title="Old")
+    alices = await subscribe(engine, org.alice, UPDATES)
+    bobs = await subscribe(engine, org.bob, UPDATES)
+    try:
+        await rename(engine, org.alice, gid(session_id), "New")
+        await delete(engine, org.admin, gid(session_id))
+        await delete(engine, org.alice, gid(session_id))  # a repeat changes nothing: no notice
+        assert await error_codes(engine, org.alice, RENAME, {"id": gid(session_id), "title": "No"}) == ["NOT_FOUND"]
+        marker = await store(engine, org.alice, 9)
+        await rename(engine, org.alice, gid(marker), "Marker")
+        await rename(engine, org.bob, gid(await store(engine, org.bob, 9)), "Bob's")
+        got = [d["sessionUpdates"] for d in await take(alices, 3)]
+        assert [(u["kind"], u["sessionId"], u["session"]) for u in got] == [
+            ("RENAMED", gid(session_id), {"title": "New", "turnCount": 0}),
+            ("DELETED", gid(session_id), None),
+            ("RENAMED", gid(marker), {"title": "Marker", "turnCount": 0}),
+        ]
+        [bob_update] = await take(bobs, 1)
+        assert bob_update["sessionUpdates"]["session"]["title"] == "Bob's"
+    finally:
+        await alices.aclose()
+        await bobs.aclose()
+
+
+async def test_delete_session_completes_the_sessions_event_stream(engine, org):
+    session_id = await store(engine, org.alice)
+    stream = await subscribe(engine, org.alice, EVENTS, {"id": gid(session_id)})
+    try:
+        await delete(engine, org.alice, gid(session_id))
+        with pytest.raises(StopAsyncIteration):
+            await stream.next()
+    finally:
+        await stream.aclose()
 
 
 # --- concurrency -----------------------------------------------------------------------
