@@ -95,10 +95,14 @@ class _Walk:
         self.schema, self.variables = schema, variables
         self.fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
         self.measured: dict[str, _Measure] = {}
+        self.used: set[str] = set()
         self.open: set[str] = set()  # fragments being measured: a spread of one of them is a cycle
         self.operation_variables: dict = {}
 
     def operation(self, operation: OperationDefinitionNode) -> _Measure:
+        # A fragment's figures depend on the operation's variable defaults: measured anew per operation.
+        self.used |= set(self.measured)
+        self.measured = {}
         self.operation_variables = {
             d.variable.name.value: d.default_value for d in operation.variable_definitions or () if d.default_value
         }
@@ -188,7 +192,7 @@ def measure(schema: GraphQLSchema, document: DocumentNode, variables: dict | Non
         for definition in document.definitions:
             if isinstance(definition, OperationDefinitionNode) and schema.get_root_type(definition.operation):
                 total += walk.operation(definition)
-        used = set(walk.measured)
+        used = walk.used | set(walk.measured)
         for name in walk.fragments:
             if name not in used:
                 total += walk.fragment(name)

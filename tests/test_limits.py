@@ -28,10 +28,10 @@ async def codes(engine, viewer, query, variables=None) -> list[str]:
     return [e.extensions["code"] for e in result.errors or ()]
 
 
-async def run(query: str, limits: Limits | None = None, variables=None, introspection=True):
+async def run(query: str, limits: Limits | None = None, variables=None, introspection=True, operation_name=None):
     """Executes a document that needs no database against the schema under `limits`."""
     configured = schema.configured(limits or Limits(), introspection)
-    return await configured.execute(query, variable_values=variables)
+    return await configured.execute(query, variable_values=variables, operation_name=operation_name)
 
 
 # --- depth ---------------------------------------------------------------------------------
@@ -68,6 +68,16 @@ async def test_nodes_multiply_through_connections_as_github_counts(engine, org):
     result = await execute(engine, org.admin, THREE_LEVELS, {"n": 30})
     assert result.errors is None
     assert result.extensions["cost"]["requestedQueryCost"] == 30 + 30 * 30 + 30 * 30 * 30
+
+
+async def test_variable_defaults_count_per_operation_through_shared_fragments():
+    document = (
+        "query Small($n: Int = 2) { ...Page } query Large($n: Int = 90) { ...Page } "
+        "fragment Page on Query { sessions(first: $n) { nodes { turns(first: $n) { totalCount } } } }"
+    )
+    result = await run(document, Limits(max_nodes=2 + 2 * 2 + 90 + 90 * 90 - 1), operation_name="Small")
+    assert result.extensions["cost"]["requestedQueryCost"] == 2 + 2 * 2 + 90 + 90 * 90
+    assert result.errors[0].extensions["code"] == "QUERY_TOO_COMPLEX"
 
 
 async def test_connections_without_first_count_their_default_page_size(engine, org):
