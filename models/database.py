@@ -1,7 +1,9 @@
 """The engine: one per process, for SQLite (embedded default) or PostgreSQL."""
 
+import json
 import os
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -12,7 +14,17 @@ def database_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get("SESSIONGRAPH_DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
+def _json_loads(text: str | bytes):
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # integers beyond 64 bits, which orjson refuses
+        return json.loads(text)
+
+
 def create_engine(url: str, **kwargs) -> AsyncEngine:
+    # JSON columns (metadata, payloads, agents) decode on every row read: orjson does it
+    # several times faster than the json module.
+    kwargs.setdefault("json_deserializer", _json_loads)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite)

@@ -53,6 +53,44 @@ class FieldRunner:
     arguments: list  # Strawberry arguments, for converting coerced values
 
 
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What a field's type asks of its values."""
+
+    named: Any
+    non_null: bool
+    is_list: bool
+    item_non_null: bool
+    leaf: bool
+    abstract: bool
+    serialize: Any
+    text: bool  # String or ID: a str is its own serialization
+
+    @classmethod
+    def of(cls, type_) -> "Shape":
+        non_null = isinstance(type_, GraphQLNonNull)
+        inner = type_.of_type if non_null else type_
+        is_list = isinstance(inner, GraphQLList)
+        item_non_null = non_null
+        if is_list:
+            item = inner.of_type
+            item_non_null = isinstance(item, GraphQLNonNull)
+            if isinstance(item.of_type if item_non_null else item, GraphQLList):
+                raise Fallback  # lists of lists: none in this schema
+        named = get_named_type(type_)
+        leaf = is_leaf_type(named)
+        return cls(
+            named=named,
+            non_null=non_null,
+            is_list=is_list,
+            item_non_null=item_non_null,
+            leaf=leaf,
+            abstract=is_abstract_type(named),
+            serialize=named.serialize if leaf else None,
+            text=named.name in ("String", "ID"),
+        )
+
+
 @dataclass
 class Plan:
     operation: OperationDefinitionNode
@@ -71,6 +109,7 @@ class Planner:
         self.max_plans = max_plans
         self._plans: OrderedDict[tuple, Plan | None] = OrderedDict()
         self._runners = self._field_runners()
+        self._shapes: dict[int, Shape] = {}
 
     def _field_runners(self) -> dict[tuple[str, str], FieldRunner]:
         runners = {}
@@ -92,6 +131,12 @@ class Planner:
                     arguments=strawberry_field.arguments,
                 )
         return runners
+
+    def shape(self, field_def) -> "Shape":
+        found = self._shapes.get(id(field_def))
+        if found is None:
+            found = self._shapes[id(field_def)] = Shape.of(field_def.type)
+        return found
 
     # -- planning ---------------------------------------------------------------------
 
@@ -274,51 +319,63 @@ class _Run:
     def _complete_values(self, key, field_def, details, values, outs) -> list:
         """Sets `key` of each out from its value; returns the completions of the objects
         found, one per runtime type, for the caller to await together."""
-        return_type = field_def.type
-        named = get_named_type(return_type)
-        non_null = isinstance(return_type, GraphQLNonNull)
-        inner = return_type.of_type if non_null else return_type
-        if isinstance(inner, GraphQLList):
-            item_non_null = isinstance(inner.of_type, GraphQLNonNull)
-            if isinstance(get_named_type(inner.of_type), GraphQLList) or isinstance(
-                (inner.of_type.of_type if item_non_null else inner.of_type), GraphQLList
-            ):
-                raise Fallback  # lists of lists: none in this schema
-        else:
-            item_non_null = non_null
-        leaf = is_leaf_type(named)
-        serialize = named.serialize if leaf else None
+        shape = self.planner.shape(field_def)
+        if shape.leaf:
+            self._complete_leaves(key, shape, values, outs)
+            return []
+        named = shape.named
         children: dict[str, tuple[list, list]] = {}
 
-        def convert(value):
+        def child(value) -> dict:
             if value is None:
                 raise Fallback  # a null where the type forbids it: normal execution reports it
-            if leaf:
-                serialized = serialize(value)
-                if serialized is None:
-                    raise Fallback
-                return serialized
-            runtime = named if not is_abstract_type(named) else self._runtime_type(value)
-            child: dict = {}
-            group = children.setdefault(runtime.name, ([], []))
-            group[0].append(value)
-            group[1].append(child)
-            return child
+            runtime = self._runtime_type(value) if shape.abstract else named
+            out: dict = {}
+            sources, child_outs = children.setdefault(runtime.name, ([], []))
+            sources.append(value)
+            child_outs.append(out)
+            return out
 
         for out, value in zip(outs, values, strict=True):
             if value is None:
-                if non_null:
+                if shape.non_null:
                     raise Fallback
                 out[key] = None
-            elif isinstance(inner, GraphQLList):
-                out[key] = [convert(v) if (v is not None or item_non_null) else None for v in value]
+            elif shape.is_list:
+                out[key] = [child(v) if (v is not None or shape.item_non_null) else None for v in value]
             else:
-                out[key] = convert(value)
+                out[key] = child(value)
         completions = []
         for type_name, (sources, child_outs) in children.items():
             runtime = self.planner.graphql_schema.get_type(type_name)
             completions.append(self.complete(runtime, self.child_fields(runtime, details), sources, child_outs))
         return completions
+
+    @staticmethod
+    def _complete_leaves(key, shape, values, outs) -> None:
+        serialize = shape.serialize
+
+        def leaf(value):
+            if value is None:
+                raise Fallback
+            if shape.text and type(value) is str:
+                return value  # what String's and ID's serializers return for a str
+            serialized = serialize(value)
+            if serialized is None:
+                raise Fallback
+            return serialized
+
+        for out, value in zip(outs, values, strict=True):
+            if value is None:
+                if shape.non_null:
+                    raise Fallback
+                out[key] = None
+            elif shape.is_list:
+                out[key] = [leaf(v) if (v is not None or shape.item_non_null) else None for v in value]
+            elif shape.text and type(value) is str:
+                out[key] = value
+            else:
+                out[key] = leaf(value)
 
     def _runtime_type(self, value):
         definition = getattr(type(value), "__strawberry_definition__", None)

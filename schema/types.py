@@ -15,6 +15,9 @@ from sessiongraph.resolvers.ids import to_global_id
 from sessiongraph.schema.connections import Connection
 
 
+MAX_INT = 2**31 - 1  # GraphQL's Int is 32 bits
+
+
 @strawberry.enum
 class Role(Enum):
     USER = "USER"
@@ -150,7 +153,7 @@ class Turn(Node):
     completed_at: datetime | None
     tokens_used: int
     execution_time_ms: int | None = strawberry.field(
-        description="The stored duration; else completedAt - createdAt; else null."
+        description="The stored duration; else completedAt - createdAt (null beyond Int's 2^31-1 ms); else null."
     )
     agents_involved: list[str] = strawberry.field(description="Distinct agent ids of the turn's events, sorted.")
     row: strawberry.Private[Any]
@@ -160,6 +163,8 @@ class Turn(Node):
         duration = row.duration_ms
         if duration is None and row.completed_at is not None:
             duration = round((row.completed_at - row.created_at).total_seconds() * 1000)
+            if duration > MAX_INT:  # a turn of over 24.8 days: GraphQL's Int cannot say it
+                duration = None
         return cls(
             id=to_global_id("Turn", row.id),
             turn=row.position,
