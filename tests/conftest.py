@@ -162,6 +162,14 @@ def count_statements(engine):
         event.remove(engine.sync_engine, "before_cursor_execute", counter)
 
 
+@pytest.fixture(params=["planner", "resolvers"])
+def both_executions(request, monkeypatch):
+    """Runs a test as the server runs (the planner answers what it covers) and again with the
+    planner off, so that the resolvers alone are held to the same rules."""
+    if request.param == "resolvers":
+        monkeypatch.setitem(globals(), "schema", schema.configured(schema.limits, schema.introspection, planner=False))
+
+
 async def execute(engine, viewer: Viewer, query: str, variables: dict | None = None, operation_name=None):
     """Executes a document as `viewer` against the schema, as the HTTP layer does."""
     context = RequestContext(engine, viewer)
