@@ -10,6 +10,8 @@ from sqlalchemy import update
 from sessiongraph.models import Session
 from tests.conftest import T0, error_codes, event_, ok, store, turn_
 
+pytestmark = pytest.mark.usefixtures("both_executions")
+
 PAGE_ARGS = "first: $first, after: $after, last: $last, before: $before"
 VARS = "$first: Int, $after: String, $last: Int, $before: String"
 CONNECTION = "totalCount edges { cursor node { id } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor }"

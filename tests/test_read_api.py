@@ -14,6 +14,8 @@ from sessiongraph.models.recording import NewEvent, append_events
 from sessiongraph.resolvers.ids import to_global_id
 from tests.conftest import T0, error_codes, event_, execute, ok, store, turn_
 
+pytestmark = pytest.mark.usefixtures("both_executions")
+
 
 async def delete_directly(engine, session_id: uuid.UUID) -> None:
     """Soft-deletes as the delete mutation will: the row stays, `deleted_at` is set."""
@@ -421,8 +423,9 @@ async def test_final_output_falls_back_to_an_output_appended_later(engine, org):
         ({"duration_ms": 8000, "completed_at": T0 + timedelta(minutes=1, seconds=5)}, 8000),
         ({"completed_at": T0 + timedelta(minutes=1, seconds=5, milliseconds=250)}, 5250),
         ({"status": "RUNNING"}, None),
+        ({"completed_at": T0 + timedelta(minutes=1, days=25)}, None),
     ],
-    ids=["stored duration", "completed minus created", "neither"],
+    ids=["stored duration", "completed minus created", "neither", "beyond Int"],
 )
 async def test_execution_time_is_the_stored_duration_else_the_elapsed_time(engine, org, kw, expected):
     assert (await one_turn(engine, org.alice, turn_("t", 1, **kw)))["executionTimeMs"] == expected

@@ -6,6 +6,8 @@ import pytest
 
 from tests.conftest import count_statements, event_, ok, store, turn_
 
+pytestmark = pytest.mark.usefixtures("both_executions")
+
 SESSIONS, TURNS, EVENTS = 4, 3, 5
 
 NESTED = """{ sessions(first: %(sessions_first)d) { %(sessions)s edges { cursor node { id title
