@@ -2,7 +2,6 @@
 size, decided before validation and before anything runs; the cost every response reports;
 each limit configurable."""
 
-import time
 
 import pytest
 from graphql import get_introspection_query
@@ -10,6 +9,7 @@ from graphql import get_introspection_query
 from sessiongraph.config import Settings
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.schema import schema
+from sessiongraph.schema import limits
 from sessiongraph.schema.limits import Limits
 from tests.conftest import api_key, count_statements, execute, store, turn_
 from tests.live_server import live_server
@@ -132,25 +132,31 @@ async def test_fragments_count_each_time_they_are_spread():
     assert twice.errors[0].extensions["code"] == "QUERY_TOO_COMPLEX"
 
 
-async def test_5000_alias_document_is_refused_in_well_under_a_second(engine, org):
+@pytest.fixture
+def no_validation(monkeypatch):
+    """Fails the test if a document gets as far as validation, the costly step a refused
+    document must never reach. (How fast a refusal is, is measured in bench/, not here.)"""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("validation ran")
+
+    monkeypatch.setattr(limits, "validate_cached", refuse)
+
+
+async def test_5000_alias_document_is_refused_before_validation_and_before_any_sql(engine, org, no_validation):
     document = "{" + " ".join(f"a{i}:viewer{{role}}" for i in range(5000)) + "}"
-    assert len(document.encode()) < 100_000  # refused by the field count, not the size
-    # CPU time: the machine may be busy with other work; what is pinned is the work done here.
-    started = time.process_time()
-    result = await execute(engine, org.admin, document)
-    elapsed = time.process_time() - started
+    assert len(document.encode()) < 100_000  # refused by its tokens or fields, not its size
+    with count_statements(engine) as counter:
+        result = await execute(engine, org.admin, document)
     assert [e.extensions["code"] for e in result.errors] == ["QUERY_TOO_COMPLEX"]
-    assert elapsed < 0.5, f"{elapsed:.3f} s"
+    assert counter.count == 0
 
 
-async def test_the_walk_alone_refuses_5000_aliases_in_well_under_a_second():
+async def test_the_walk_alone_refuses_5000_aliases_before_validation(no_validation):
     """With the parser's token cap out of the way, the field count refuses the same document."""
     document = "{" + " ".join(f"a{i}:viewer{{role}}" for i in range(5000)) + "}"
-    started = time.process_time()
     result = await run(document, Limits(max_tokens=1_000_000))
-    elapsed = time.process_time() - started
     assert result.errors[0].message == "The document selects 10000 fields, aliases included; the limit is 1000."
-    assert elapsed < 0.9, f"{elapsed:.3f} s"
 
 
 async def test_a_document_of_too_many_tokens_is_refused_while_parsing():
@@ -161,30 +167,34 @@ async def test_a_document_of_too_many_tokens_is_refused_while_parsing():
     assert (await run(document, Limits(max_tokens=62))).errors is None
 
 
-async def test_fragment_cycles_and_fan_out_end_quickly():
+async def test_fragment_cycles_and_fan_out_are_measured_once_per_fragment(monkeypatch):
     cycle = "{ ...A } fragment A on Query { viewer { role } ...B } fragment B on Query { ...A }"
-    started = time.process_time()
     result = await run(cycle)
     assert [e.extensions["code"] for e in result.errors] == ["GRAPHQL_VALIDATION_FAILED"]
-    # Each fragment spreads the next one three times: 3^60 fields if expanded naively.
+    # Each fragment spreads the next one three times: 3^60 fields if expanded naively; the
+    # walk measures each fragment once, so its work grows with the document, not the fan-out.
+    walked = []
+    measure_fragment = limits._Walk.fragment
+    monkeypatch.setattr(limits._Walk, "fragment", lambda self, name: walked.append(name) or measure_fragment(self, name))
     fan = "{ ...F0 } " + " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} ...F{i + 1} }}" for i in range(60))
     fan += " fragment F60 on Query { __typename }"
     result = await run(fan)
     assert result.errors[0].extensions["code"] == "QUERY_TOO_COMPLEX"
     assert result.extensions["cost"]["fields"] > 10**15
-    assert time.process_time() - started < 0.5
+    assert len(walked) <= 3 * 61 and len(set(walked)) == 61
 
 
 # --- document size ------------------------------------------------------------------------
 
 
-async def test_document_over_100_kb_is_refused_before_parsing():
+async def test_document_over_100_kb_is_refused_before_parsing(monkeypatch):
     padding = "#" + "x" * 100_000 + "\n"
-    started = time.process_time()
+    parsed = []
+    monkeypatch.setattr(limits, "parse_cached", lambda *a, **k: parsed.append(a) or limits.parse(*a))
     result = await run(padding + "{ __typename }")
     assert [e.extensions["code"] for e in result.errors] == ["QUERY_TOO_COMPLEX"]
     assert result.extensions["cost"]["documentBytes"] == len(padding) + len("{ __typename }")
-    assert time.process_time() - started < 0.1
+    assert parsed == []
     assert (await run("#" + "x" * 90_000 + "\n{ __typename }")).errors is None
 
 
