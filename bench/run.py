@@ -458,7 +458,7 @@ def summarize_profile(raw: Path, top: int = 25) -> dict:
     share = lambda c: [(name, round(100 * n / samples, 1)) for name, n in c.most_common(top)]  # noqa: E731
     # Frames under nearly every sample are the process's scaffolding (main, uvicorn, the
     # event loop): they say nothing of where a request's time goes.
-    scaffolding = {name for name, n in total.items() if n >= 0.9 * samples}
+    scaffolding = {name for name, n in total.items() if n >= 0.8 * samples}
     return {
         "samples": samples,
         "other_threads": dict(threads),
