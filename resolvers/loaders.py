@@ -5,6 +5,7 @@ parents: rows are numbered per parent with a window function and cut at the page
 `totalCount` has loaders of its own, so it costs nothing unless it is selected.
 """
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Hashable
@@ -21,6 +22,15 @@ TURN_COLUMNS = tuple(Turn.__table__.c)
 # An event's `elapsedMs` is measured from its session's creation: it comes with the row.
 EVENT_COLUMNS = (*Event.__table__.c, Session.created_at.label("session_created_at"))
 EVENTS_WITH_SESSION = Event.__table__.join(Session.__table__, Event.session_id == Session.id)
+
+
+class SharedLoader(DataLoader):
+    """A DataLoader whose futures survive a cancelled caller. Several fields can await one
+    cached future; graphql-core cancels the siblings of a failing field, and a cancelled
+    waiter would otherwise cancel the future itself, and with it every other field's."""
+
+    def load(self, key):
+        return asyncio.shield(super().load(key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +69,14 @@ class PageKey:
 class Loaders:
     def __init__(self, context) -> None:
         self.context = context
-        self.session = DataLoader(self._sessions)
-        self.turn = DataLoader(self._turns)
-        self.event = DataLoader(self._events)
-        self.turn_page = DataLoader(self._turn_pages)
-        self.session_event_page = DataLoader(self._session_event_pages)
-        self.turn_event_page = DataLoader(self._turn_event_pages)
-        self.session_event_count = DataLoader(self._session_event_counts)
-        self.turn_event_count = DataLoader(self._turn_event_counts)
+        self.session = SharedLoader(self._sessions)
+        self.turn = SharedLoader(self._turns)
+        self.event = SharedLoader(self._events)
+        self.turn_page = SharedLoader(self._turn_pages)
+        self.session_event_page = SharedLoader(self._session_event_pages)
+        self.turn_event_page = SharedLoader(self._turn_event_pages)
+        self.session_event_count = SharedLoader(self._session_event_counts)
+        self.turn_event_count = SharedLoader(self._turn_event_counts)
 
     async def _by_id(self, columns, id_column, ids, select_from=None) -> list:
         statement = select(*columns).where(id_column.in_(ids))
