@@ -14,6 +14,7 @@ Origins are not restricted: an API key is never an ambient credential (no cookie
 page on another site cannot act with someone else's rights.
 """
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,6 +25,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 from sessiongraph.auth import authenticate, key_from_headers
 from sessiongraph.resolvers.broker import TooManySubscriptions
 from sessiongraph.resolvers.context import RequestContext
+from sessiongraph.resolvers.loaders import Loaders
+from sessiongraph.schema.errors import current_request_id
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,11 @@ class TransportHandler(BaseGraphQLTransportWSHandler):
             error = TooManySubscriptions(f"At most {limit} operations at once on one connection.")
             await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
             return
+        # Each operation reads fresh rows (the context, and so its DataLoaders' cache, lives
+        # as long as the socket), and its log lines name it; the operation's task, created
+        # below, inherits the request id.
+        self.context.loaders = Loaders(self.context)
+        current_request_id.set(f"ws-{uuid.uuid4().hex[:12]}-{message.get('id')}")
         await super().handle_subscribe(message)
 
     async def shutdown(self) -> None:

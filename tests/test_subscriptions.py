@@ -21,7 +21,7 @@ from sessiongraph.resolvers.broker import Limits, broker_for, publishing, sessio
 from sessiongraph.resolvers.context import RequestContext, Viewer
 from sessiongraph.schema import schema
 from sessiongraph.websocket import SocketLimits
-from tests.conftest import api_key, ok
+from tests.conftest import api_key, execute, ok
 from tests.test_recording import append, complete, create, machine, start
 
 EVENTS = """
@@ -400,6 +400,24 @@ async def test_websocket_errors_carry_codes(engine, org):
             limited = await client.receive()
             assert (limited["id"], limited["type"]) == ("two", "error")
             assert limited["payload"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+
+
+async def test_websocket_queries_read_fresh_rows_each_time(engine, org):
+    """The socket's context lives as long as the socket: each operation must still see what
+    was written since the one before."""
+    key = await api_key(engine, org.alice)
+    session = await create(engine, org.alice)
+    query = "query ($id: ID!) { session(id: $id) { title } }"
+    rename = "mutation ($id: ID!, $t: String!) { renameSession(input: {id: $id, title: $t}) { session { title } } }"
+    async with serving(engine) as url:
+        async with Client.connected(url, {"apiKey": key}) as client:
+            for n, title in enumerate(["first", "second"]):
+                result = await execute(engine, org.alice, rename, {"id": session["id"], "t": title})
+                assert result.errors is None
+                await client.subscribe(f"q{n}", query, {"id": session["id"]})
+                message = await client.receive()
+                assert message["payload"]["data"] == {"session": {"title": title}}
+                assert (await client.receive())["type"] == "complete"
 
 
 async def test_websocket_subscriber_resumes_after_reconnecting_without_loss(engine, org):
