@@ -21,10 +21,18 @@ def _json_loads(text: str | bytes):
         return json.loads(text)
 
 
+def _json_dumps(value) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # what orjson will not write (integers beyond 64 bits): the json module
+        return json.dumps(value)
+
+
 def create_engine(url: str, **kwargs) -> AsyncEngine:
-    # JSON columns (metadata, payloads, agents) decode on every row read: orjson does it
-    # several times faster than the json module.
+    # JSON columns (metadata, payloads, agents) are encoded on every row written and decoded
+    # on every row read: orjson does both several times faster than the json module.
     kwargs.setdefault("json_deserializer", _json_loads)
+    kwargs.setdefault("json_serializer", _json_dumps)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -81,10 +81,13 @@ def _insert_ignoring_conflicts(connection: AsyncConnection, table):
 
 async def ensure_user(connection: AsyncConnection, user_id: uuid.UUID, org_id: uuid.UUID, now: datetime) -> bool:
     """Records the user in `org_id` if never seen; False if it belongs to another one."""
-    await connection.execute(
-        _insert_ignoring_conflicts(connection, User.__table__).values(id=user_id, org_id=org_id, created_at=now)
-    )
-    stored = await connection.scalar(select(User.org_id).where(User.id == user_id))
+    find = select(User.org_id).where(User.id == user_id)
+    stored = await connection.scalar(find)  # nearly always there already: one round trip
+    if stored is None:
+        await connection.execute(
+            _insert_ignoring_conflicts(connection, User.__table__).values(id=user_id, org_id=org_id, created_at=now)
+        )
+        stored = await connection.scalar(find)
     return stored == org_id
 
 
@@ -93,28 +96,49 @@ async def store_session(connection: AsyncConnection, new: NewSession) -> Stored:
     and external id) the turns whose task id it lacks; nothing else of it changes."""
     if not await ensure_user(connection, new.user_id, new.org_id, new.created_at):
         raise OrganisationConflict(f"user {new.user_id} belongs to another organisation")
-    existing = None
-    if new.session_id is not None:
-        existing = (await connection.execute(
-            select(Session.id, Session.user_id, Session.org_id).where(Session.id == new.session_id)
-        )).first()
-        if existing is not None and (existing.user_id, existing.org_id) != (new.user_id, new.org_id):
-            raise OwnerConflict(f"session {new.session_id} belongs to another owner")
-    if existing is None and new.external_id is not None:
-        existing = (await connection.execute(
-            select(Session.id).where(
-                Session.user_id == new.user_id,
-                Session.external_id == new.external_id,
-                Session.deleted_at.is_(None),
-            )
-        )).first()
+    existing = await _stored_session(connection, new)
     if existing is not None:
         known = set((await connection.scalars(select(Turn.task_id).where(Turn.session_id == existing.id))).all())
         turns = [t for t in _unique_tasks(new.turns) if t.task_id not in known]
         added = await add_turns(connection, existing.id, turns)
         return Stored(existing.id, False, len(turns), added)
 
+    return await _insert_session(connection, new)
+
+
+async def _stored_session(connection: AsyncConnection, new: NewSession):
+    """The stored session `new` names: the one with its id, else the owner's live one with
+    its external id; None when neither exists. One statement for both lookups."""
+    conditions = []
+    if new.session_id is not None:
+        conditions.append(Session.id == new.session_id)
+    if new.external_id is not None:
+        conditions.append(and_(
+            Session.user_id == new.user_id, Session.external_id == new.external_id, Session.deleted_at.is_(None)
+        ))
+    if not conditions:
+        return None
+    rows = (await connection.execute(
+        select(Session.id, Session.user_id, Session.org_id).where(or_(*conditions))
+    )).all()
+    by_id = next((r for r in rows if r.id == new.session_id), None)
+    if by_id is not None:
+        if (by_id.user_id, by_id.org_id) != (new.user_id, new.org_id):
+            raise OwnerConflict(f"session {new.session_id} belongs to another owner")
+        return by_id
+    return rows[0] if rows else None
+
+
+async def _insert_session(connection: AsyncConnection, new: NewSession) -> Stored:
+    """A new session whole, in three statements whatever its size: its figures, and each
+    turn's, are worked out here from what is being stored, as the incremental writers below
+    would have kept them. Seqs: the session's own events, then each turn's, in order."""
     session_id = new.session_id or uuid.uuid4()
+    turns = _unique_tasks(new.turns)
+    events = [(None, e) for e in new.events] + [(t, e) for t in turns for e in t.events]
+    turn_times = [max(t.created_at, t.completed_at or t.created_at) for t in turns]
+    updated_at = max([new.created_at, *turn_times])
+    last_activity_at = max([updated_at, *(e.timestamp for _, e in events)])
     await connection.execute(
         Session.__table__.insert().values(
             id=session_id,
@@ -125,17 +149,87 @@ async def store_session(connection: AsyncConnection, new: NewSession) -> Stored:
             token_budget=new.token_budget,
             metadata=new.metadata,
             created_at=new.created_at,
-            updated_at=new.created_at,
-            last_activity_at=new.created_at,
-            turn_count=0,
-            tokens_used=0,
-            event_count=0,
+            updated_at=updated_at,
+            last_activity_at=last_activity_at,
+            turn_count=len(turns),
+            tokens_used=sum(t.tokens_used for t in turns),
+            event_count=len(events),
         )
     )
-    added = await append_events(connection, session_id, None, new.events)
-    turns = _unique_tasks(new.turns)
-    added += await add_turns(connection, session_id, turns)
-    return Stored(session_id, True, len(turns), added)
+    turn_ids: dict[int, int] = {}
+    if turns:
+        rows = [
+            {
+                "session_id": session_id,
+                "position": position,
+                "task_id": t.task_id,
+                "workflow_id": t.workflow_id,
+                "user_query": t.user_query,
+                "result": t.result,
+                "status": t.status,
+                "created_at": t.created_at,
+                "completed_at": t.completed_at,
+                "tokens_used": t.tokens_used,
+                "duration_ms": t.duration_ms,
+                "fallback_output": _fallback_output(t.events),
+                "agents": sorted({e.agent_id for e in t.events if e.agent_id}),
+            }
+            for position, t in enumerate(turns, start=1)
+        ]
+        ids = (await connection.scalars(
+            Turn.__table__.insert().returning(Turn.id, sort_by_parameter_order=True), rows
+        )).all()
+        turn_ids = {id(t): turn_id for t, turn_id in zip(turns, ids, strict=True)}
+    if events:
+        await _insert_many(
+            connection,
+            Event.__table__,
+            ("session_id", "turn_id", "seq", "type", "workflow_id", "agent_id", "content", "timestamp", "payload", "dedup_key"),
+            [
+                (
+                    session_id,
+                    None if t is None else turn_ids[id(t)],
+                    seq,
+                    e.type,
+                    None if t is None else t.workflow_id,
+                    e.agent_id,
+                    e.content,
+                    e.timestamp,
+                    e.payload,
+                    e.dedup_key,
+                )
+                for seq, (t, e) in enumerate(events, start=1)
+            ],
+        )
+    return Stored(session_id, True, len(turns), len(events))
+
+
+async def _insert_many(connection: AsyncConnection, table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """One executemany of `rows` (values in the order of `columns`), each value passed
+    through its column type's own bind processor, as SQLAlchemy would; without the
+    parameter dictionary SQLAlchemy builds for every row, which costs more than the insert
+    itself for the events of a large import."""
+    dialect = connection.dialect
+    compiled = table.insert().compile(dialect=dialect, column_keys=list(columns))
+    processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+    position = {name: i for i, name in enumerate(columns)}
+    order = [position[name] for name in compiled.positiontup]
+    steps = [(i, processors[i]) for i in order]
+    converted = [tuple(row[i] if process is None else process(row[i]) for i, process in steps) for row in rows]
+    await connection.exec_driver_sql(compiled.string, converted)
+
+
+def _fallback_output(events: list[NewEvent]) -> str | None:
+    """The message of the first non-blank LLM_OUTPUT among `events`."""
+    return next(
+        (
+            message
+            for e in events
+            if e.type == "LLM_OUTPUT" and e.content is not None
+            and (message := e.content.decode("utf-8", "replace")).strip()
+        ),
+        None,
+    )
 
 
 def _unique_tasks(turns: list[NewTurn]) -> list[NewTurn]:
@@ -252,15 +346,7 @@ async def _update_turn_figures(connection: AsyncConnection, turn_id: int, events
     agents = sorted(set(turn.agents) | {e.agent_id for e in events if e.agent_id})
     fallback = turn.fallback_output
     if fallback is None:
-        fallback = next(
-            (
-                message
-                for e in events
-                if e.type == "LLM_OUTPUT" and e.content is not None
-                and (message := e.content.decode("utf-8", "replace")).strip()
-            ),
-            None,
-        )
+        fallback = _fallback_output(events)
     if agents != turn.agents or fallback != turn.fallback_output:
         await connection.execute(update(Turn).where(Turn.id == turn_id).values(agents=agents, fallback_output=fallback))
 
