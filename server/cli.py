@@ -60,6 +60,12 @@ def cmd_serve(args) -> int:
         port=args.port,
         workers=args.workers,
         log_level="info",
+        # A log line per request costs about 15% of the rate of `{ viewer { userId } }`:
+        # off unless asked for.
+        access_log=args.access_log,
+        # Explicit, so a missing extra fails at start instead of silently serving slower.
+        loop="uvloop",
+        http="httptools",
         env_file=None,
     )
     return 0
@@ -131,6 +137,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--access-log", action="store_true", help="log a line per request (off by default: it costs)")
     serve.add_argument("--no-introspection", action="store_true", help="refuse introspection; also turns GraphiQL off")
     serve.add_argument("--no-graphiql", action="store_true", help="no GraphiQL page on GET /graphql")
     serve.add_argument("--no-planner", action="store_true", help="execute every query field by field (no planned execution)")
