@@ -158,24 +158,7 @@ async def _insert_session(connection: AsyncConnection, new: NewSession) -> Store
     )
     turn_ids: dict[int, int] = {}
     if turns:
-        rows = [
-            {
-                "session_id": session_id,
-                "position": position,
-                "task_id": t.task_id,
-                "workflow_id": t.workflow_id,
-                "user_query": t.user_query,
-                "result": t.result,
-                "status": t.status,
-                "created_at": t.created_at,
-                "completed_at": t.completed_at,
-                "tokens_used": t.tokens_used,
-                "duration_ms": t.duration_ms,
-                "fallback_output": _fallback_output(t.events),
-                "agents": sorted({e.agent_id for e in t.events if e.agent_id}),
-            }
-            for position, t in enumerate(turns, start=1)
-        ]
+        rows = [_turn_row(session_id, position, t) for position, t in enumerate(turns, start=1)]
         ids = (await connection.scalars(
             Turn.__table__.insert().returning(Turn.id, sort_by_parameter_order=True), rows
         )).all()
@@ -219,6 +202,25 @@ async def _insert_many(connection: AsyncConnection, table, columns: tuple[str, .
     await connection.exec_driver_sql(compiled.string, converted)
 
 
+def _turn_row(session_id: uuid.UUID, position: int, turn: NewTurn) -> dict:
+    """A new turn's row, its figures worked out from the events it comes with."""
+    return {
+        "session_id": session_id,
+        "position": position,
+        "task_id": turn.task_id,
+        "workflow_id": turn.workflow_id,
+        "user_query": turn.user_query,
+        "result": turn.result,
+        "status": turn.status,
+        "created_at": turn.created_at,
+        "completed_at": turn.completed_at,
+        "tokens_used": turn.tokens_used,
+        "duration_ms": turn.duration_ms,
+        "fallback_output": _fallback_output(turn.events),
+        "agents": sorted({e.agent_id for e in turn.events if e.agent_id}),
+    }
+
+
 def _fallback_output(events: list[NewEvent]) -> str | None:
     """The message of the first non-blank LLM_OUTPUT among `events`."""
     return next(
@@ -248,24 +250,7 @@ async def add_turns(connection: AsyncConnection, session_id: uuid.UUID, turns: l
         .returning(Session.turn_count)
     )
     first_position = count - len(turns) + 1
-    rows = [
-        {
-            "session_id": session_id,
-            "position": first_position + i,
-            "task_id": t.task_id,
-            "workflow_id": t.workflow_id,
-            "user_query": t.user_query,
-            "result": t.result,
-            "status": t.status,
-            "created_at": t.created_at,
-            "completed_at": t.completed_at,
-            "tokens_used": t.tokens_used,
-            "duration_ms": t.duration_ms,
-            "fallback_output": None,
-            "agents": [],
-        }
-        for i, t in enumerate(turns)
-    ]
+    rows = [_turn_row(session_id, first_position + i, t) for i, t in enumerate(turns)]
     ids = (await connection.scalars(
         Turn.__table__.insert().returning(Turn.id, sort_by_parameter_order=True), rows
     )).all()
