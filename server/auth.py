@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -29,21 +30,40 @@ def key_from_headers(headers) -> str | None:
     return None
 
 
-async def authenticate(engine: AsyncEngine, key: str | None) -> Viewer | None:
-    """The caller a live key belongs to; None for no key, an unknown or a revoked one."""
+# Live keys recently found, per engine: (engine, key hash) -> (viewer, monotonic expiry).
+# Looking a key up is a statement and a pool connection per request, more than a small
+# query costs. A revocation made by this process (`revoke_key`) takes effect at once; one
+# made elsewhere (`sessiongraph apikey revoke`, another worker) within the TTL.
+_live_keys: dict[tuple, tuple[Viewer, float]] = {}
+MAX_CACHED_KEYS = 10_000
+
+
+async def authenticate(engine: AsyncEngine, key: str | None, cache_seconds: float = 0.0) -> Viewer | None:
+    """The caller a live key belongs to; None for no key, an unknown or a revoked one. With
+    `cache_seconds`, a live key is trusted that long before it is looked up again."""
     if not key:
         return None
+    key_hash = hash_key(key)
+    now = time.monotonic()
+    if cache_seconds > 0 and (cached := _live_keys.get((engine, key_hash))) is not None and cached[1] > now:
+        return cached[0]
     async with engine.connect() as connection:
         row = (
             await connection.execute(
                 select(ApiKey.id, ApiKey.user_id, ApiKey.org_id, ApiKey.role, ApiKey.identity_type).where(
-                    ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)
+                    ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
                 )
             )
         ).first()
     if row is None:
+        _live_keys.pop((engine, key_hash), None)
         return None
-    return Viewer(row.user_id, row.org_id, row.role, row.identity_type, row.id)
+    viewer = Viewer(row.user_id, row.org_id, row.role, row.identity_type, row.id)
+    if cache_seconds > 0:
+        if len(_live_keys) >= MAX_CACHED_KEYS:
+            _live_keys.pop(next(iter(_live_keys)))  # the oldest entry
+        _live_keys[engine, key_hash] = (viewer, now + cache_seconds)
+    return viewer
 
 
 class KeyOrganisationConflict(Exception):
@@ -88,4 +108,7 @@ async def revoke_key(engine: AsyncEngine, key_id: uuid.UUID) -> bool:
             .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC))
         )
+    for cache_key, (viewer, _) in list(_live_keys.items()):
+        if viewer.key_id == key_id:
+            del _live_keys[cache_key]
     return result.rowcount == 1

@@ -150,6 +150,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-tokens", type=int, help="most tokens the parser reads of a document (15000)")
     serve.add_argument("--max-body-bytes", type=int, help="largest request body (1000000)")
     serve.add_argument("--request-timeout", type=float, metavar="SECONDS", help="longest a request may run (30)")
+    serve.add_argument(
+        "--api-key-cache-seconds", type=float, metavar="SECONDS",
+        help="how long a live API key is trusted before it is looked up again; a revocation from another process takes up to this long (5; 0: every request)",
+    )
     serve.add_argument("--apq-cache-bytes", type=int, help="memory for documents registered by APQ (10000000)")
     serve.set_defaults(run=cmd_serve)
 

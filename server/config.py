@@ -20,6 +20,7 @@ ENV = {
     "max_body_bytes": "SESSIONGRAPH_MAX_BODY_BYTES",
     "request_timeout": "SESSIONGRAPH_REQUEST_TIMEOUT",
     "apq_cache_bytes": "SESSIONGRAPH_APQ_CACHE_BYTES",
+    "api_key_cache_seconds": "SESSIONGRAPH_API_KEY_CACHE_SECONDS",
     "trusted_documents_dir": "SESSIONGRAPH_TRUSTED_DOCUMENTS",
 }
 FLAGS = {
@@ -34,7 +35,7 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in {"1", "true", "yes", "on"}
 
 
-def _env_number(name: str, kind: type, default):
+def _env_number(name: str, kind: type, default, zero: bool = False):
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -42,8 +43,8 @@ def _env_number(name: str, kind: type, default):
         value = kind(raw)
     except ValueError:
         raise ValueError(f"{name} must be a {kind.__name__} number; got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be positive; got {raw!r}")
+    if value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be {'zero or more' if zero else 'positive'}; got {raw!r}")
     return value
 
 
@@ -60,6 +61,9 @@ class Settings:
     trusted_documents_only: bool = False
     apq_cache_bytes: int = 10_000_000  # total size of the documents registered through APQ
     planner: bool = True  # planned execution of covered queries (planner/)
+    # How long a live API key is trusted before it is looked up again; a key revoked by
+    # another process keeps working in this one up to this long. 0: looked up every request.
+    api_key_cache_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, database: str | None = None) -> "Settings":
@@ -81,4 +85,7 @@ class Settings:
             trusted_documents_only=env_flag(FLAGS["trusted_documents_only"]),
             apq_cache_bytes=_env_number(ENV["apq_cache_bytes"], int, default.apq_cache_bytes),
             planner=not env_flag(FLAGS["no_planner"]),
+            api_key_cache_seconds=_env_number(
+                ENV["api_key_cache_seconds"], float, default.api_key_cache_seconds, zero=True
+            ),
         )

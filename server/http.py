@@ -159,7 +159,7 @@ class GraphQLEndpoint:
         if media_type is None:
             message = f"This server answers with {GRAPHQL_RESPONSE} or {JSON}."
             return self.respond(error_body(message, "BAD_REQUEST"), JSON, 406)
-        viewer = await authenticate(self.engine, key_from_headers(request.headers))
+        viewer = await authenticate(self.engine, key_from_headers(request.headers), self.settings.api_key_cache_seconds)
         if viewer is None:
             return self.respond(error_body("A valid API key is required.", "UNAUTHENTICATED"), media_type, 401)
         try:
