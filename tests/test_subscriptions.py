@@ -21,7 +21,7 @@ from sessiongraph.resolvers.broker import Limits, broker_for, publishing, sessio
 from sessiongraph.resolvers.context import RequestContext, Viewer
 from sessiongraph.schema import schema
 from sessiongraph.websocket import SocketLimits
-from tests.conftest import api_key, execute, ok
+from tests.conftest import BACKENDS, api_key, execute, ok
 from tests.test_recording import append, complete, create, machine, start
 
 EVENTS = """
@@ -440,10 +440,13 @@ async def test_websocket_subscriber_resumes_after_reconnecting_without_loss(engi
 
 # -- across processes
 
+POSTGRESQL = BACKENDS[1]
 
+
+# SQLite serves one process: delivery across processes is PostgreSQL's (LISTEN/NOTIFY), so
+# this test runs on PostgreSQL only (and skips, saying why, where there is none).
+@pytest.mark.parametrize("database_url", [POSTGRESQL], indirect=True)
 async def test_an_event_written_through_one_process_reaches_a_subscriber_of_another(engine, org):
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite serves one process; delivery across processes needs PostgreSQL's LISTEN/NOTIFY")
     from tests.live_server import live_server
 
     key = await api_key(engine, org.alice)
