@@ -22,7 +22,7 @@ serve: $(STAMP)
 	$(BIN)/sessiongraph serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -rs $(PYTEST_ARGS)
 
 # Rewrites the committed SDL after a deliberate change to the schema.
 schema: $(STAMP)
