@@ -4,7 +4,8 @@ floor (bench/floor.py) and, with --compare, PostGraphile 5 (bench/postgraphile/)
 For each database: generate the data set (bench/generate.py), time `sessiongraph import`,
 start one process of each contender on a loopback port, check they answer the same, count
 the SQL statements each document costs (in process, SQLAlchemy event listener), then run
-wrk (bench/post.lua) for each measurement, alternating the contenders A B A B: the machine is
+wrk (bench/post.lua) for each measurement, alternating the contenders A B A B (the server
+with its planner and again with --no-planner, side by side, too): the machine is
 shared, so only ratios within one run mean much. Last, py-spy samples the server while it
 serves the nested page. Everything lands in bench/.out/ (a Markdown report and the raw JSON);
 bench/RESULTS.md is written by hand from it.
@@ -591,7 +592,9 @@ def bench_database(db: str, url: str, args, data_file: Path, events: int, result
     sg = [str(BIN / "sessiongraph"), "--database-url", url]
     server = Contender("server", [*sg, "serve", "--host", "127.0.0.1", "--port", "{port}"])
     floor = Contender("floor", [sys.executable, str(BENCH / "floor.py"), "--database-url", url, "--port", "{port}"])
-    contenders = [server, floor]
+    # The same server with the planner off: issue 8 wants both execution paths side by side.
+    unplanned = Contender("server-no-planner", [*sg, "serve", "--no-planner", "--host", "127.0.0.1", "--port", "{port}"])
+    contenders = [server, floor] + ([unplanned] if args.planner_paths else [])
     peer = None
     if args.compare and db == "postgresql":
         peer = Contender(
@@ -629,6 +632,12 @@ def bench_database(db: str, url: str, args, data_file: Path, events: int, result
                 key,
             ),
         }  # fmt: skip
+        if args.planner_paths:
+            for name, target in list(t.items()):
+                if name in ("server viewer", "server nested", "sessions first"):
+                    t[f"no-planner {name}"] = Target(
+                        target.name.replace("-server-", "-no-planner-"), unplanned, target.body, key
+                    )
         if peer:
             t["postgraphile nested"] = Target(
                 f"{db}-postgraphile-nested",
@@ -639,7 +648,7 @@ def bench_database(db: str, url: str, args, data_file: Path, events: int, result
             t["postgraphile typename"] = Target(f"{db}-postgraphile-typename", peer, {"query": "{ __typename }"}, None)
         check_same_page(t)
         statements = asyncio.run(
-            count_statements(url, key, {x.name: x.body for x in t.values() if x.contender is server})
+            count_statements(url, key, {x.name: x.body for x in t.values() if x.contender in (server, unplanned)})
         )
         statements[t["floor nested"].name] = 4  # by construction: the key, sessions, turns, events
         if peer:
@@ -650,6 +659,12 @@ def bench_database(db: str, url: str, args, data_file: Path, events: int, result
         if not args.compare:
             plan += [("sessions: first page vs 95% deep", ["sessions first", "sessions deep"])]
             plan += [("long session's events: first page vs 95% deep", ["events first", "events deep"])]
+        if args.planner_paths:
+            plan += [
+                ("planner vs no planner: nested page", ["server nested", "no-planner server nested"]),
+                ("planner vs no planner: trivial query", ["server viewer", "no-planner server viewer"]),
+                ("planner vs no planner: list page", ["sessions first", "no-planner sessions first"]),
+            ]
         groups = []
         for name, targets in plan:
             print(f"-- {db}: {name}", flush=True)
@@ -701,6 +716,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--reuse", action="store_true", help="keep a database that already holds the data set")
     parser.add_argument("--deep", type=float, default=0.95, help="how deep the deep pages are")
+    parser.add_argument("--no-planner-paths", dest="planner_paths", action="store_false",
+                        help="skip the planner-vs-no-planner groups (the server with --no-planner)")
     parser.add_argument("--profile-on", default="postgresql", help="database whose server is profiled ('' for none)")
     args = parser.parse_args()
     args.duration = min(args.duration, 15)
