@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Hashable
 from operator import itemgetter
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy import func, select
 from strawberry.dataloader import DataLoader
@@ -67,16 +68,43 @@ class PageKey:
 
 
 class Loaders:
+    """The operation's DataLoaders, each made on first use: most operations need one or two
+    of them, and a small query none."""
+
     def __init__(self, context) -> None:
         self.context = context
-        self.session = SharedLoader(self._sessions)
-        self.turn = SharedLoader(self._turns)
-        self.event = SharedLoader(self._events)
-        self.turn_page = SharedLoader(self._turn_pages)
-        self.session_event_page = SharedLoader(self._session_event_pages)
-        self.turn_event_page = SharedLoader(self._turn_event_pages)
-        self.session_event_count = SharedLoader(self._session_event_counts)
-        self.turn_event_count = SharedLoader(self._turn_event_counts)
+
+    @cached_property
+    def session(self) -> SharedLoader:
+        return SharedLoader(self._sessions)
+
+    @cached_property
+    def turn(self) -> SharedLoader:
+        return SharedLoader(self._turns)
+
+    @cached_property
+    def event(self) -> SharedLoader:
+        return SharedLoader(self._events)
+
+    @cached_property
+    def turn_page(self) -> SharedLoader:
+        return SharedLoader(self._turn_pages)
+
+    @cached_property
+    def session_event_page(self) -> SharedLoader:
+        return SharedLoader(self._session_event_pages)
+
+    @cached_property
+    def turn_event_page(self) -> SharedLoader:
+        return SharedLoader(self._turn_event_pages)
+
+    @cached_property
+    def session_event_count(self) -> SharedLoader:
+        return SharedLoader(self._session_event_counts)
+
+    @cached_property
+    def turn_event_count(self) -> SharedLoader:
+        return SharedLoader(self._turn_event_counts)
 
     async def _by_id(self, columns, id_column, ids, select_from=None) -> list:
         statement = select(*columns).where(id_column.in_(ids))
