@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+import orjson
+
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -98,6 +100,7 @@ class _Walk:
         self.used: set[str] = set()
         self.open: set[str] = set()  # fragments being measured: a spread of one of them is a cycle
         self.operation_variables: dict = {}
+        self.variables_read: set[str] = set()  # the figures depend on these variables only
 
     def operation(self, operation: OperationDefinitionNode) -> _Measure:
         # A fragment's figures depend on the operation's variable defaults: measured anew per operation.
@@ -172,6 +175,7 @@ class _Walk:
         """An argument's value as far as counting needs it: ints, lists, variables resolved."""
         if isinstance(node, VariableNode):
             name = node.name.value
+            self.variables_read.add(name)
             if name in self.variables:
                 return self.variables[name]
             node = self.operation_variables.get(name)
@@ -186,7 +190,50 @@ def measure(schema: GraphQLSchema, document: DocumentNode, variables: dict | Non
     """The document's cost: fields and nodes summed over its operations (and over fragments no
     operation uses, since validation reads them all), depth the deepest operation's. None for
     a document nested too deeply to walk (thousands of levels through fragments)."""
-    walk = _Walk(schema, document, variables if isinstance(variables, dict) else {})
+    return _measure(schema, document, variables if isinstance(variables, dict) else {})[0]
+
+
+# A document's cost depends on it and on the variables its walk read (page sizes, id lists):
+# (schema, document) -> names of those variables; (schema, document, their values) -> cost.
+_variables_read: OrderedDict = OrderedDict()
+_costs: OrderedDict = OrderedDict()
+
+
+def measure_cached(schema: GraphQLSchema, query: str, document: DocumentNode, variables: dict | None) -> Cost | None:
+    """`measure`, remembered per document text and values of the variables that count."""
+    variables = variables if isinstance(variables, dict) else {}
+    names = _variables_read.get((schema, query))
+    if names is not None and (values := _values(names, variables)) is not None:
+        key = (schema, query, values)
+        if key in _costs:
+            _costs.move_to_end(key)
+            return _costs[key]
+    cost, read = _measure(schema, document, variables)
+    names = tuple(sorted(read))
+    _remember(_variables_read, (schema, query), names)
+    if (values := _values(names, variables)) is not None:
+        _remember(_costs, (schema, query, values), cost)
+    return cost
+
+
+def _values(names: tuple[str, ...], variables: dict) -> bytes | None:
+    """The variables' values as a key; orjson tells 1, 1.0 and true apart, which count
+    differently. None for values that are not JSON (possible only in process)."""
+    try:
+        return orjson.dumps([[n, n in variables, variables.get(n)] for n in names])
+    except TypeError:
+        return None
+
+
+def _remember(cache: OrderedDict, key, value) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    if len(cache) > CACHED_DOCUMENTS:
+        cache.popitem(last=False)
+
+
+def _measure(schema: GraphQLSchema, document: DocumentNode, variables: dict) -> tuple[Cost | None, set[str]]:
+    walk = _Walk(schema, document, variables)
     total = _Measure()
     try:
         for definition in document.definitions:
@@ -197,9 +244,9 @@ def measure(schema: GraphQLSchema, document: DocumentNode, variables: dict | Non
             if name not in used:
                 total += walk.fragment(name)
     except RecursionError:
-        return None
+        return None, walk.variables_read
     # Fragment fan-out can ask for astronomically many fields; what is reported stays a JSON number.
-    return Cost(total.depth, min(total.nodes, REPORTED_MAX), min(total.fields, REPORTED_MAX))
+    return Cost(total.depth, min(total.nodes, REPORTED_MAX), min(total.fields, REPORTED_MAX)), walk.variables_read
 
 
 def refusal(cost: Cost | None, limits: Limits) -> GraphQLError | None:
@@ -271,7 +318,10 @@ class DocumentGuard(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         schema = context.schema
-        self.cost = measure(schema._schema, context.graphql_document, context.variables)
+        if context.query:
+            self.cost = measure_cached(schema._schema, context.query, context.graphql_document, context.variables)
+        else:
+            self.cost = measure(schema._schema, context.graphql_document, context.variables)
         refused = refusal(self.cost, self.limits)
         if refused is not None:
             context.pre_execution_errors = [refused]  # validation is skipped: it is the costly part

@@ -70,6 +70,17 @@ async def test_nodes_multiply_through_connections_as_github_counts(engine, org):
     assert result.extensions["cost"]["requestedQueryCost"] == 30 + 30 * 30 + 30 * 30 * 30
 
 
+async def test_the_same_document_costs_what_each_request_s_variables_ask_for(engine, org):
+    # Costs are remembered per document and variable values: a repeated document must still
+    # be measured by this request's page sizes, in either order.
+    for n in (30, 2, 30, 40, 2):
+        result = await execute(engine, org.admin, THREE_LEVELS, {"n": n})
+        assert result.extensions["cost"]["requestedQueryCost"] == n + n * n + n * n * n
+        assert (result.errors is None) == (n != 40)  # 40 + 1,600 + 64,000 is over the limit
+    no_variable = await execute(engine, org.admin, THREE_LEVELS, {})
+    assert no_variable.extensions["cost"]["requestedQueryCost"] == 20 + 20 * 10 + 20 * 10 * 20
+
+
 async def test_variable_defaults_count_per_operation_through_shared_fragments():
     document = (
         "query Small($n: Int = 2) { ...Page } query Large($n: Int = 90) { ...Page } "
