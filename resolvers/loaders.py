@@ -11,7 +11,6 @@ from collections import defaultdict
 from collections.abc import Hashable
 from operator import itemgetter
 from dataclasses import dataclass
-from functools import cached_property
 
 from sqlalchemy import func, select
 from strawberry.dataloader import DataLoader
@@ -71,40 +70,29 @@ class Loaders:
     """The operation's DataLoaders, each made on first use: most operations need one or two
     of them, and a small query none."""
 
+    # loader -> the method that loads a batch of its keys
+    BATCHES = {
+        "session": "_sessions",
+        "turn": "_turns",
+        "event": "_events",
+        "turn_page": "_turn_pages",
+        "session_event_page": "_session_event_pages",
+        "turn_event_page": "_turn_event_pages",
+        "session_event_count": "_session_event_counts",
+        "turn_event_count": "_turn_event_counts",
+    }
+
     def __init__(self, context) -> None:
         self.context = context
 
-    @cached_property
-    def session(self) -> SharedLoader:
-        return SharedLoader(self._sessions)
-
-    @cached_property
-    def turn(self) -> SharedLoader:
-        return SharedLoader(self._turns)
-
-    @cached_property
-    def event(self) -> SharedLoader:
-        return SharedLoader(self._events)
-
-    @cached_property
-    def turn_page(self) -> SharedLoader:
-        return SharedLoader(self._turn_pages)
-
-    @cached_property
-    def session_event_page(self) -> SharedLoader:
-        return SharedLoader(self._session_event_pages)
-
-    @cached_property
-    def turn_event_page(self) -> SharedLoader:
-        return SharedLoader(self._turn_event_pages)
-
-    @cached_property
-    def session_event_count(self) -> SharedLoader:
-        return SharedLoader(self._session_event_counts)
-
-    @cached_property
-    def turn_event_count(self) -> SharedLoader:
-        return SharedLoader(self._turn_event_counts)
+    def __getattr__(self, name: str) -> SharedLoader:
+        # Called only for attributes not set yet: the loader is made and kept.
+        batch = self.BATCHES.get(name)
+        if batch is None:
+            raise AttributeError(name)
+        loader = SharedLoader(getattr(self, batch))
+        setattr(self, name, loader)
+        return loader
 
     async def _by_id(self, columns, id_column, ids, select_from=None) -> list:
         statement = select(*columns).where(id_column.in_(ids))
