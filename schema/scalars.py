@@ -2,11 +2,16 @@
 
 from datetime import UTC, datetime
 
+import orjson
 import strawberry
 
 
 def serialize_datetime(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # What isoformat() writes (microseconds only when not zero), with Z for UTC: orjson does
+    # it in a quarter of the time, and a page has thousands of them.
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z)[1:-1].decode()
 
 
 def parse_datetime(value: object) -> datetime:
