@@ -65,6 +65,7 @@ class Shape:
     abstract: bool
     serialize: Any
     text: bool  # String or ID: a str is its own serialization
+    int32: bool  # Int: an int within 32 bits is its own serialization
 
     @classmethod
     def of(cls, type_) -> "Shape":
@@ -88,6 +89,7 @@ class Shape:
             abstract=is_abstract_type(named),
             serialize=named.serialize if leaf else None,
             text=named.name in ("String", "ID"),
+            int32=named.name == "Int",
         )
 
 
@@ -324,6 +326,8 @@ class _Run:
             self._complete_leaves(key, shape, values, outs)
             return []
         named = shape.named
+        if not shape.abstract:
+            return self._complete_objects(key, shape, details, values, outs)
         children: dict[str, tuple[list, list]] = {}
 
         def child(value) -> dict:
@@ -351,6 +355,39 @@ class _Run:
             completions.append(self.complete(runtime, self.child_fields(runtime, details), sources, child_outs))
         return completions
 
+    def _complete_objects(self, key, shape, details, values, outs) -> list:
+        """`_complete_values` for a field of one object type (not an interface): every value
+        is completed as that type, in one completion."""
+        sources: list = []
+        child_outs: list = []
+        for out, value in zip(outs, values, strict=True):
+            if value is None:
+                if shape.non_null:
+                    raise Fallback  # a null where the type forbids it: normal execution reports it
+                out[key] = None
+            elif shape.is_list:
+                items = []
+                for item in value:
+                    if item is None:
+                        if shape.item_non_null:
+                            raise Fallback
+                        items.append(None)
+                    else:
+                        child: dict = {}
+                        items.append(child)
+                        sources.append(item)
+                        child_outs.append(child)
+                out[key] = items
+            else:
+                child = {}
+                out[key] = child
+                sources.append(value)
+                child_outs.append(child)
+        if not sources:
+            return []
+        named = shape.named
+        return [self.complete(named, self.child_fields(named, details), sources, child_outs)]
+
     @staticmethod
     def _complete_leaves(key, shape, values, outs) -> None:
         serialize = shape.serialize
@@ -374,6 +411,8 @@ class _Run:
                 out[key] = [leaf(v) if (v is not None or shape.item_non_null) else None for v in value]
             elif shape.text and type(value) is str:
                 out[key] = value
+            elif shape.int32 and type(value) is int and -(2**31) <= value < 2**31:
+                out[key] = value  # what Int's serializer returns for it
             else:
                 out[key] = leaf(value)
 
