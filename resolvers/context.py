@@ -2,7 +2,9 @@
 
 import asyncio
 import uuid
+from collections import namedtuple
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -18,6 +20,15 @@ class Viewer:
     @property
     def is_admin(self) -> bool:
         return self.role == "ADMIN"
+
+
+@lru_cache(maxsize=256)
+def _record_type(columns: tuple[str, ...]) -> type:
+    """A named tuple of the columns of one shape of statement. Reading a column of
+    SQLAlchemy's Row by name costs about 0.3 us, ten times a named tuple's; a page of 2,000
+    events reads ten columns of each row. Names that are not identifiers (`count(*)`) are
+    renamed: such columns are read by position."""
+    return namedtuple("Record", columns, rename=True)
 
 
 class RequestContext:
@@ -44,7 +55,7 @@ class RequestContext:
             if self._connection is None:
                 self._connection = await self.engine.connect()
             result = await self._connection.execute(statement)
-            return result.all()
+            return list(map(_record_type(tuple(result.keys()))._make, result.all()))
 
     async def release(self) -> None:
         """Gives the connection back to the pool and drops what the DataLoaders cached: a
