@@ -67,6 +67,7 @@ class RequestContext:
             if self._connection is not None:
                 await self._connection.close()
                 self._connection = None
+            self.loaders.drop()
             self.loaders = Loaders(self)
 
     async def close(self) -> None:
@@ -74,3 +75,4 @@ class RequestContext:
             if self._connection is not None:
                 await self._connection.close()
                 self._connection = None
+            self.loaders.drop()
