@@ -44,17 +44,17 @@ class RequestContext:
         self._connection: AsyncConnection | None = None
         self._lock = asyncio.Lock()
 
-    async def rows(self, statement) -> list:
+    async def rows(self, statement, parameters: dict | None = None) -> list:
         # Shielded: when a sibling field fails, graphql-core cancels the other fields'
         # tasks; a statement cancelled half-way would leave the connection unusable, so it
         # runs to its end instead, and `close` waits for it.
-        return await asyncio.shield(self._rows(statement))
+        return await asyncio.shield(self._rows(statement, parameters))
 
-    async def _rows(self, statement) -> list:
+    async def _rows(self, statement, parameters: dict | None) -> list:
         async with self._lock:
             if self._connection is None:
                 self._connection = await self.engine.connect()
-            result = await self._connection.execute(statement)
+            result = await self._connection.execute(statement, parameters)
             return list(map(_record_type(tuple(result.keys()))._make, result.all()))
 
     async def release(self) -> None:
