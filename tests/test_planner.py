@@ -53,6 +53,22 @@ async def both_ways(engine, viewer, query: str, variables: dict | None = None) -
     return expected, planned, answered
 
 
+def assert_same_answer(expected: bytes, planned: bytes, answered: bool, case) -> None:
+    """Byte for byte where the planner answered. Where it handed the operation to graphql-core
+    (an error somewhere), the answer is graphql-core's own; which of several errors it
+    reports can then depend on which statement returned first (once an error has nulled a
+    field, graphql-core drops the errors that follow under it), so that part is compared as
+    what a client relies on: the same data, the same cost, errors with the same codes."""
+    if answered or planned == expected:
+        assert planned == expected, case
+        return
+    expected_body, planned_body = orjson.loads(expected), orjson.loads(planned)
+    assert planned_body.get("data") == expected_body.get("data"), case
+    assert planned_body.get("extensions") == expected_body.get("extensions"), case
+    codes = [{e["extensions"]["code"] for e in body.get("errors", ())} for body in (expected_body, planned_body)]
+    assert codes[0] == codes[1] and codes[0], case
+
+
 @pytest.fixture
 async def world(engine, org, other_org):
     """Two users' sessions with turns, partial and binary events, a deleted session, and a
@@ -106,8 +122,7 @@ async def test_every_query_document_answers_the_same(engine, org, world):
                 {"id": gid, "sessionId": gid, "first": 2, "orderBy": {"field": "TOKENS_USED", "direction": "ASC"}},
             ):
                 for viewer in (org.alice, org.admin, org.bob):
-                    expected, planned, _ = await both_ways(engine, viewer, query, variables)
-                    assert planned == expected, (path.name, variables)
+                    assert_same_answer(*await both_ways(engine, viewer, query, variables), (path.name, variables))
 
 
 async def test_the_planner_answers_the_nested_page_itself(engine, org, world):
@@ -252,7 +267,7 @@ async def test_generated_selections_answer_the_same(engine, org, world):
             print("previous case:", previous, "\nthis case:", query, variables)
             raise
         previous = (query, variables)
-        assert planned == expected, (query, variables)
+        assert_same_answer(expected, planned, answered, (query, variables))
         planned_itself += answered
     # The comparison means something only if the planner answered most cases itself.
     assert planned_itself > len(cases) // 3, (planned_itself, len(cases))
