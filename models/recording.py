@@ -159,10 +159,13 @@ async def _insert_session(connection: AsyncConnection, new: NewSession) -> Store
     turn_ids: dict[int, int] = {}
     if turns:
         rows = [_turn_row(session_id, position, t) for position, t in enumerate(turns, start=1)]
-        ids = (await connection.scalars(
-            Turn.__table__.insert().returning(Turn.id, sort_by_parameter_order=True), rows
-        )).all()
-        turn_ids = {id(t): turn_id for t, turn_id in zip(turns, ids, strict=True)}
+        # Inserted without RETURNING and read back by position: RETURNING in parameter order
+        # makes SQLite insert the rows one statement each.
+        await connection.execute(Turn.__table__.insert(), rows)
+        ids = dict((await connection.execute(
+            select(Turn.position, Turn.id).where(Turn.session_id == session_id)
+        )).all())
+        turn_ids = {id(t): ids[position] for position, t in enumerate(turns, start=1)}
     if events:
         await _insert_many(
             connection,
