@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import LargeBinary, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -129,44 +129,84 @@ async def _stored_session(connection: AsyncConnection, new: NewSession):
     return rows[0] if rows else None
 
 
+async def store_new_sessions(connection: AsyncConnection, news: list[NewSession]) -> list[Stored] | None:
+    """Stores sessions that are all new, of users all known in their organisations, in a few
+    statements for the lot; None, having written nothing, when any of them is not that
+    simple case (an existing session, an id twice, a user never seen or of another
+    organisation): `store_session` then takes them one by one."""
+    ids = [n.session_id for n in news if n.session_id is not None]
+    owned = [(n.user_id, n.external_id) for n in news if n.external_id is not None]
+    if len(set(ids)) != len(ids) or len(set(owned)) != len(owned):
+        return None
+    users = dict((await connection.execute(
+        select(User.id, User.org_id).where(User.id.in_({n.user_id for n in news}))
+    )).all())
+    if any(users.get(n.user_id) != n.org_id for n in news):
+        return None
+    conditions = []
+    if ids:
+        conditions.append(Session.id.in_(ids))
+    conditions += [
+        and_(Session.user_id == user_id, Session.external_id == external_id, Session.deleted_at.is_(None))
+        for user_id, external_id in owned
+    ]
+    if conditions and (await connection.execute(select(Session.id).where(or_(*conditions)).limit(1))).first():
+        return None
+    return await _insert_sessions(connection, news)
+
+
 async def _insert_session(connection: AsyncConnection, new: NewSession) -> Stored:
-    """A new session whole, in three statements whatever its size: its figures, and each
-    turn's, are worked out here from what is being stored, as the incremental writers below
-    would have kept them. Seqs: the session's own events, then each turn's, in order."""
-    session_id = new.session_id or uuid.uuid4()
-    turns = _unique_tasks(new.turns)
-    events = [(None, e) for e in new.events] + [(t, e) for t in turns for e in t.events]
-    turn_times = [max(t.created_at, t.completed_at or t.created_at) for t in turns]
-    updated_at = max([new.created_at, *turn_times])
-    last_activity_at = max([updated_at, *(e.timestamp for _, e in events)])
-    await connection.execute(
-        Session.__table__.insert().values(
-            id=session_id,
-            org_id=new.org_id,
-            user_id=new.user_id,
-            external_id=new.external_id,
-            title=new.title,
-            token_budget=new.token_budget,
-            metadata=new.metadata,
-            created_at=new.created_at,
-            updated_at=updated_at,
-            last_activity_at=last_activity_at,
-            turn_count=len(turns),
-            tokens_used=sum(t.tokens_used for t in turns),
-            event_count=len(events),
-        )
-    )
-    turn_ids: dict[int, int] = {}
-    if turns:
-        rows = [_turn_row(session_id, position, t) for position, t in enumerate(turns, start=1)]
+    return (await _insert_sessions(connection, [new]))[0]
+
+
+async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) -> list[Stored]:
+    """New sessions whole, in four statements whatever their number and size: their figures,
+    and each turn's, are worked out here from what is being stored, as the incremental
+    writers below would have kept them. Seqs: a session's own events, then each turn's."""
+    sessions, turn_rows, event_rows, stored = [], [], [], []
+    for new in news:
+        session_id = new.session_id or uuid.uuid4()
+        turns = _unique_tasks(new.turns)
+        events = [(None, e) for e in new.events] + [(t, e) for t in turns for e in t.events]
+        turn_times = [max(t.created_at, t.completed_at or t.created_at) for t in turns]
+        updated_at = max([new.created_at, *turn_times])
+        sessions.append({
+            "id": session_id,
+            "org_id": new.org_id,
+            "user_id": new.user_id,
+            "external_id": new.external_id,
+            "title": new.title,
+            "token_budget": new.token_budget,
+            "metadata": new.metadata,
+            "created_at": new.created_at,
+            "updated_at": updated_at,
+            "last_activity_at": max([updated_at, *(e.timestamp for _, e in events)]),
+            "turn_count": len(turns),
+            "tokens_used": sum(t.tokens_used for t in turns),
+            "event_count": len(events),
+            "deleted_at": None,
+            "deleted_by": None,
+        })
+        turn_rows += [_turn_row(session_id, position, t) for position, t in enumerate(turns, start=1)]
+        positions = {id(t): position for position, t in enumerate(turns, start=1)}
+        event_rows += [
+            (session_id, None if t is None else positions[id(t)], seq, t, e)
+            for seq, (t, e) in enumerate(events, start=1)
+        ]
+        stored.append(Stored(session_id, True, len(turns), len(events)))
+    await connection.execute(Session.__table__.insert(), sessions)
+    turn_ids: dict = {}
+    if turn_rows:
         # Inserted without RETURNING and read back by position: RETURNING in parameter order
         # makes SQLite insert the rows one statement each.
-        await connection.execute(Turn.__table__.insert(), rows)
-        ids = dict((await connection.execute(
-            select(Turn.position, Turn.id).where(Turn.session_id == session_id)
-        )).all())
-        turn_ids = {id(t): ids[position] for position, t in enumerate(turns, start=1)}
-    if events:
+        await connection.execute(Turn.__table__.insert(), turn_rows)
+        turn_ids = {
+            (session_id, position): turn_id
+            for session_id, position, turn_id in (await connection.execute(
+                select(Turn.session_id, Turn.position, Turn.id).where(Turn.session_id.in_([s["id"] for s in sessions]))
+            )).all()
+        }
+    if event_rows:
         await _insert_many(
             connection,
             Event.__table__,
@@ -174,7 +214,7 @@ async def _insert_session(connection: AsyncConnection, new: NewSession) -> Store
             [
                 (
                     session_id,
-                    None if t is None else turn_ids[id(t)],
+                    None if position is None else turn_ids[session_id, position],
                     seq,
                     e.type,
                     None if t is None else t.workflow_id,
@@ -184,10 +224,10 @@ async def _insert_session(connection: AsyncConnection, new: NewSession) -> Store
                     e.payload,
                     e.dedup_key,
                 )
-                for seq, (t, e) in enumerate(events, start=1)
+                for session_id, position, seq, t, e in event_rows
             ],
         )
-    return Stored(session_id, True, len(turns), len(events))
+    return stored
 
 
 async def _insert_many(connection: AsyncConnection, table, columns: tuple[str, ...], rows: list[tuple]) -> None:
@@ -197,7 +237,11 @@ async def _insert_many(connection: AsyncConnection, table, columns: tuple[str, .
     itself for the events of a large import."""
     dialect = connection.dialect
     compiled = table.insert().compile(dialect=dialect, column_keys=list(columns))
-    processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+    processors = [
+        # bytes are what both drivers take for a binary column: its processor only wraps them
+        None if isinstance(table.c[name].type, LargeBinary) else table.c[name].type._cached_bind_processor(dialect)
+        for name in columns
+    ]
     position = {name: i for i, name in enumerate(columns)}
     order = [position[name] for name in compiled.positiontup]
     steps = [(i, processors[i]) for i in order]

@@ -22,6 +22,7 @@ from sessiongraph.models.recording import (
     NewTurn,
     OrganisationConflict,
     OwnerConflict,
+    store_new_sessions,
     store_session,
 )
 from sessiongraph.resolvers.errors import BadUserInput
@@ -188,55 +189,102 @@ def parse_session(line: bytes) -> NewSession:
     )
 
 
+# Lines are stored a batch at a time, so that the statements of a batch serve all of its
+# sessions; a batch is bounded so that memory stays that of a few megabytes of input.
+BATCH_LINES = 500
+BATCH_BYTES = 4_000_000
+
+
 async def import_lines(
-    engine: AsyncEngine, stream: IO[bytes], errors: IO[str] = sys.stderr, progress_every: float = 2.0
+    engine: AsyncEngine,
+    stream: IO[bytes],
+    errors: IO[str] = sys.stderr,
+    progress_every: float = 2.0,
+    batch_lines: int = BATCH_LINES,
 ) -> ImportReport:
-    """Stores every valid line, each in its own transaction; reports the others on `errors`
-    with their line number and reason."""
-    # One connection throughout: checking one out of the pool for every line costs a
-    # round trip to reset it on return, as much as storing a small session.
+    """Stores every valid line whole, reports the others on `errors` with their line number
+    and reason. Lines go in batches of new sessions, one transaction a batch; a batch that is
+    not that simple case, or that the database refuses, is stored again line by line, each in
+    its own transaction, so that one bad line costs only itself."""
+    # One connection throughout: checking one out of the pool for every batch costs a round
+    # trip to reset it on return.
     async with engine.connect() as connection:
-        return await _import_lines(connection, stream, errors, progress_every)
+        importer = _Importer(connection, errors, progress_every)
+        batch: list[tuple[int, NewSession]] = []
+        size = 0
+        for number, line in enumerate(stream, start=1):
+            importer.report.lines = number
+            if not line.strip():
+                continue
+            try:
+                batch.append((number, parse_session(line)))
+            except LineError as e:
+                importer.reject(number, str(e))
+                continue
+            size += len(line)
+            if len(batch) >= batch_lines or size >= BATCH_BYTES:
+                await importer.store(batch)
+                batch, size = [], 0
+        await importer.store(batch)
+        return importer.report
 
 
-async def _import_lines(connection, stream: IO[bytes], errors: IO[str], progress_every: float) -> ImportReport:
-    report = ImportReport()
-    last_progress = time.monotonic()
-    for number, line in enumerate(stream, start=1):
-        report.lines = number
-        if not line.strip():
-            continue
+class _Importer:
+    def __init__(self, connection, errors: IO[str], progress_every: float) -> None:
+        self.connection, self.errors, self.progress_every = connection, errors, progress_every
+        self.report = ImportReport()
+        self.last_progress = time.monotonic()
+
+    async def store(self, batch: list[tuple[int, NewSession]]) -> None:
+        if not batch:
+            return
         try:
-            new = parse_session(line)
-            async with connection.begin():
-                stored = await store_session(connection, new)
-        except LineError as e:
-            _reject(report, errors, number, str(e))
-            continue
+            async with self.connection.begin():
+                stored = await store_new_sessions(self.connection, [new for _, new in batch])
+        except (IntegrityError, DBAPIError) as e:
+            if isinstance(e, DBAPIError) and e.connection_invalidated:
+                raise
+            stored = None
+        if stored is None:
+            for number, new in batch:
+                await self.store_line(number, new)
+        else:
+            for one in stored:
+                self.count(one)
+        self.progress(batch[-1][0])
+
+    async def store_line(self, number: int, new: NewSession) -> None:
+        try:
+            async with self.connection.begin():
+                stored = await store_session(self.connection, new)
         except OrganisationConflict:
-            _reject(report, errors, number, f"user {new.user_id} belongs to another organisation than {new.org_id}")
-            continue
+            self.reject(number, f"user {new.user_id} belongs to another organisation than {new.org_id}")
         except OwnerConflict:
-            _reject(report, errors, number, f"session {new.session_id} belongs to another owner")
-            continue
+            self.reject(number, f"session {new.session_id} belongs to another owner")
         except IntegrityError as e:
-            _reject(report, errors, number, f"conflicts with stored data ({e.orig.__class__.__name__})")
-            continue
+            self.reject(number, f"conflicts with stored data ({e.orig.__class__.__name__})")
         except DBAPIError as e:
             if e.connection_invalidated:  # the database is gone: stop, rather than reject every line
                 raise
-            _reject(report, errors, number, f"the database refused it: {str(e.orig).splitlines()[0]}")
-            continue
+            self.reject(number, f"the database refused it: {str(e.orig).splitlines()[0]}")
+        else:
+            self.count(stored)
+
+    def count(self, stored) -> None:
         if stored.created:
-            report.sessions_created += 1
+            self.report.sessions_created += 1
         elif stored.turns:
-            report.sessions_updated += 1
-        report.turns += stored.turns
-        report.events += stored.events
-        if time.monotonic() - last_progress >= progress_every:
-            last_progress = time.monotonic()
-            print(f"... line {number}: {report.summary()}", file=errors, flush=True)
-    return report
+            self.report.sessions_updated += 1
+        self.report.turns += stored.turns
+        self.report.events += stored.events
+
+    def progress(self, number: int) -> None:
+        if time.monotonic() - self.last_progress >= self.progress_every:
+            self.last_progress = time.monotonic()
+            print(f"... line {number}: {self.report.summary()}", file=self.errors, flush=True)
+
+    def reject(self, number: int, reason: str) -> None:
+        _reject(self.report, self.errors, number, reason)
 
 
 def _reject(report: ImportReport, errors: IO[str], number: int, reason: str) -> None:

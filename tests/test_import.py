@@ -313,25 +313,39 @@ async def test_a_line_the_database_refuses_is_rejected_and_the_import_goes_on(en
         assert (await counts(engine))[1:3] == (1, 0)
 
 
-async def test_lines_are_stored_as_they_are_read(engine):
-    """The importer takes one line at a time: each line's session is written before the
-    next line is read, so a file of any size runs in the memory of one line."""
+async def test_lines_are_stored_in_bounded_batches_as_they_are_read(engine):
+    """The importer holds at most one batch of lines: each batch is written before the line
+    after it is read, so a file of any size runs in the memory of one batch."""
     inserted_when_read: list[int] = []
 
     def stream(counter):
         for n in range(5):
-            inserted_when_read.append(sum("INSERT INTO sessions" in s for s in counter.statements))
+            inserted_when_read.append(sum(s.startswith("INSERT INTO sessions") for s in counter.statements))
             yield line(new_session(events=[event("OUTPUT", f"line {n}")]))
 
     with count_statements(engine) as counter:
-        report = await import_lines(engine, stream(counter), errors=io.StringIO())
+        report = await import_lines(engine, stream(counter), errors=io.StringIO(), batch_lines=2)
     assert report.sessions_created == 5
-    assert inserted_when_read == [0, 1, 2, 3, 4]
+    # Lines 0-1: a user never seen, so that batch goes line by line (two INSERTs) before
+    # line 2 is read; lines 2-3: one INSERT for the batch before line 4 is read.
+    assert inserted_when_read == [0, 0, 2, 2, 3]
+
+
+async def test_a_batch_with_a_bad_line_stores_every_other_line(engine):
+    """A batch the database refuses is stored again line by line: the bad line alone is
+    rejected, with its number."""
+    first = new_session()
+    report, _ = await import_bytes(engine, line(first))
+    twin = new_session(session_id=str(uuid.uuid4()))
+    clash = new_session(session_id=first["session_id"], user_id=str(uuid.uuid4()))  # another owner's id
+    report, errors = await import_bytes(engine, line(twin), line(clash), line(new_session()))
+    assert (report.sessions_created, report.rejected) == (2, 1)
+    assert errors.startswith("line 2: rejected:"), errors
 
 
 async def test_progress_is_reported_on_long_imports(engine):
     lines = [line(new_session()) for _ in range(3)]
-    report, errors = await import_bytes(engine, *lines, progress_every=0)
+    report, errors = await import_bytes(engine, *lines, progress_every=0, batch_lines=1)
     progress = errors.splitlines()
     assert len(progress) == 3 and progress[-1].startswith("... line 3: stored 3 new sessions")
     quiet, errors = await import_bytes(engine, line(new_session()))
