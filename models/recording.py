@@ -197,8 +197,7 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
     await connection.execute(Session.__table__.insert(), sessions)
     turn_ids: dict = {}
     if turn_rows:
-        # Inserted without RETURNING and read back by position: RETURNING in parameter order
-        # makes SQLite insert the rows one statement each.
+        # Read back by (session, position), as `_insert_read_back` does for one session.
         await connection.execute(Turn.__table__.insert(), turn_rows)
         turn_ids = {
             (session_id, position): turn_id
@@ -309,16 +308,27 @@ async def add_turns(connection: AsyncConnection, session_id: uuid.UUID, turns: l
         .returning(Session.turn_count)
     )
     first_position = count - len(turns) + 1
-    rows = [_turn_row(session_id, first_position + i, t) for i, t in enumerate(turns)]
-    ids = (await connection.scalars(
-        Turn.__table__.insert().returning(Turn.id, sort_by_parameter_order=True), rows
-    )).all()
+    positions = range(first_position, first_position + len(turns))
+    rows = [_turn_row(session_id, position, t) for position, t in zip(positions, turns, strict=True)]
+    ids = await _insert_read_back(connection, Turn, rows, Turn.position, session_id, positions)
     newest = max(max(t.created_at, t.completed_at or t.created_at) for t in turns)
     await _touch(connection, session_id, newest, updated=True)
     added = 0
     for turn_id, turn in zip(ids, turns, strict=True):
-        added += await append_events(connection, session_id, turn_id, turn.events, turn.workflow_id)
+        # The turn's row has its figures from these events already (`_turn_row`).
+        added += len(await insert_events(connection, session_id, turn_id, turn.events, turn.workflow_id, figures=False))
     return added
+
+
+async def _insert_read_back(connection: AsyncConnection, model, rows: list[dict], key, session_id, keys) -> list[int]:
+    """Inserts rows of one session and returns their ids in the order of `keys` (their
+    position or seq), read back by that key: RETURNING in parameter order would make SQLite
+    insert the rows one statement each."""
+    await connection.execute(model.__table__.insert(), rows)
+    found = dict((await connection.execute(
+        select(key, model.id).where(model.session_id == session_id, key.between(min(keys), max(keys)))
+    )).all())
+    return [found[k] for k in keys]
 
 
 async def append_events(
@@ -338,10 +348,12 @@ async def insert_events(
     turn_id: int | None,
     events: list[NewEvent],
     workflow_id: str | None = None,
+    figures: bool = True,
 ) -> list[int]:
     """Appends events with the session's next seqs, gapless: the seqs are taken by one
     UPDATE of the session row, which holds its lock until the transaction ends. Returns
-    the new events' ids, in order."""
+    the new events' ids, in order. `figures`: bring the turn's fallback output and agents
+    up to date with the events (False where its row was written with them)."""
     if not events:
         return []
     last_seq = await connection.scalar(
@@ -350,14 +362,15 @@ async def insert_events(
         .values(event_count=Session.event_count + len(events))
         .returning(Session.event_count)
     )
-    first_seq = last_seq - len(events) + 1
-    ids = (await connection.scalars(
-        Event.__table__.insert().returning(Event.id, sort_by_parameter_order=True),
+    seqs = range(last_seq - len(events) + 1, last_seq + 1)
+    ids = await _insert_read_back(
+        connection,
+        Event,
         [
             {
                 "session_id": session_id,
                 "turn_id": turn_id,
-                "seq": first_seq + i,
+                "seq": seq,
                 "type": e.type,
                 "workflow_id": workflow_id,
                 "agent_id": e.agent_id,
@@ -366,13 +379,16 @@ async def insert_events(
                 "payload": e.payload,
                 "dedup_key": e.dedup_key,
             }
-            for i, e in enumerate(events)
+            for seq, e in zip(seqs, events, strict=True)
         ],
-    )).all()
+        Event.seq,
+        session_id,
+        seqs,
+    )
     await _touch(connection, session_id, max(e.timestamp for e in events))
-    if turn_id is not None:
+    if turn_id is not None and figures:
         await _update_turn_figures(connection, turn_id, events)
-    return list(ids)
+    return ids
 
 
 async def _touch(connection: AsyncConnection, session_id: uuid.UUID, when: datetime, updated: bool = False) -> None:
