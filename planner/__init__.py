@@ -9,8 +9,13 @@ one level are completed together, plain attributes are read straight off the obj
 the resolvers that do I/O are called for all objects of the level at once, through the same
 DataLoaders, so the SQL is the same as graphql-core's.
 
-The Strawberry schema stays the reference: every value comes from the same `from_row`
-objects and resolver functions, and anything the planner does not cover -- mutations,
+Selections of sessions, turns and events (and their connections) that read only fields a
+row holds are compiled (compiled.py): one function per selection turns rows straight into
+the response's dicts, the pages of all parents of a level are fetched with one call through
+the same DataLoaders, and those pages fetch only the columns the document reads.
+
+The Strawberry schema stays the reference: values come from the same functions the types'
+`from_row` uses, the same resolvers and the same statements, and anything the planner does not cover -- mutations,
 subscriptions, introspection, directives other than @include/@skip -- or any error at all is
 left to normal execution, which then gives the answer and the error exactly as it would have.
 """

@@ -28,11 +28,12 @@ from graphql.execution.collect_fields import FragmentDetails, collect_fields, co
 from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.types.arguments import convert_arguments
 
+from sessiongraph.planner import compiled
+from sessiongraph.planner.errors import Fallback
+
 SKIP_INCLUDE = {"skip", "include"}
 
 
-class Fallback(Exception):
-    """The planner cannot give this answer; normal execution will."""
 
 
 @dataclass(slots=True)
@@ -102,6 +103,10 @@ class Plan:
     subfields: dict = field(default_factory=dict)
     # Arguments given as literals, converted once.
     arguments: dict = field(default_factory=dict)
+    # The columns pages of turns and of events fetch (compiled.page_columns).
+    columns: dict = field(default_factory=dict)
+    # Compiled selections by type and field nodes (None: not compilable), when static.
+    compiled: dict = field(default_factory=dict)
 
 
 class Planner:
@@ -169,10 +174,10 @@ class Planner:
         }
         if any(d.variable_definitions for d in (f.definition for f in fragments.values())):
             return None
-        state = {"static": True}
+        state = {"static": True, "read": {}}
         if not self._covers(operation.selection_set, self.graphql_schema.query_type, fragments, state, set()):
             return None
-        return Plan(operation, fragments, state["static"])
+        return Plan(operation, fragments, state["static"], columns=compiled.page_columns(state["read"]))
 
     def _covers(self, selection_set: SelectionSetNode, parent, fragments, state, seen: set) -> bool:
         """Whether every field under `selection_set` is one the planner can run."""
@@ -190,6 +195,9 @@ class Planner:
                 candidates = self.graphql_schema.get_possible_types(parent) if is_abstract_type(parent) else [parent]
                 child = None
                 for candidate in candidates:
+                    if candidate.name in compiled.READERS:  # what the document reads of each type
+                        name_read = name if compiled.readable(candidate.name, selection) else f"{name}($)"
+                        state["read"].setdefault(candidate.name, set()).add(name_read)
                     if name in candidate.fields:
                         if (candidate.name, name) not in self._runners:
                             return False
@@ -248,6 +256,7 @@ class _Run:
         self.variables = variables
         # Learnt per run when the selections depend on variables; else kept in the plan.
         self.subfields = plan.subfields if plan.static else {}
+        self.selections = plan.compiled if plan.static else {}
         self.run_arguments: dict = {}
 
     def root_fields(self, query_type):
@@ -270,6 +279,36 @@ class _Run:
                 details,
             ).grouped_field_set
         return self.subfields[key]
+
+    def compiled_selection(self, graphql_type, details):
+        """The compiled selection of `details` on this type, None where there is none."""
+        key = (graphql_type.name, *(id(d.node) for d in details))
+        if key not in self.selections:
+            fields = graphql_type.fields
+            if graphql_type.name in compiled.READERS:
+                found = compiled.compile_node(self, graphql_type, details)
+            elif "nodes" in fields and "pageInfo" in fields:
+                found = compiled.compile_connection(self, graphql_type, details)
+            else:
+                found = None
+            self.selections[key] = found
+        return self.selections[key]
+
+    def _complete_sources(self, graphql_type, details, sources: list, outs: list[dict]):
+        """The completion of objects of one type: compiled where it can be."""
+        selection = self.compiled_selection(graphql_type, details)
+        if selection is None:
+            return self.complete(graphql_type, self.child_fields(graphql_type, details), sources, outs)
+        return self._complete_compiled(selection, sources, outs)
+
+    async def _complete_compiled(self, selection, sources: list, outs: list[dict]) -> None:
+        compiled.COUNTS["completions"] += 1
+        if isinstance(selection, compiled.NodeSelection):
+            built = await compiled.run_nodes(self, selection, [source.row for source in sources])
+        else:
+            built = await compiled.complete_pages(self, selection, [source.page for source in sources])
+        for out, values in zip(outs, built, strict=True):
+            out.update(values)
 
     def argument_values(self, runner: FieldRunner, field_def, node: FieldNode) -> dict:
         """The field's arguments as its resolver takes them; kept in the plan when they are
@@ -352,7 +391,7 @@ class _Run:
         completions = []
         for type_name, (sources, child_outs) in children.items():
             runtime = self.planner.graphql_schema.get_type(type_name)
-            completions.append(self.complete(runtime, self.child_fields(runtime, details), sources, child_outs))
+            completions.append(self._complete_sources(runtime, details, sources, child_outs))
         return completions
 
     def _complete_objects(self, key, shape, details, values, outs) -> list:
@@ -385,8 +424,7 @@ class _Run:
                 child_outs.append(child)
         if not sources:
             return []
-        named = shape.named
-        return [self.complete(named, self.child_fields(named, details), sources, child_outs)]
+        return [self._complete_sources(shape.named, details, sources, child_outs)]
 
     @staticmethod
     def _complete_leaves(key, shape, values, outs) -> None:

@@ -61,10 +61,13 @@ class PageKey:
     after: int | None
     before: int | None
     events: EventFilter | None = None
+    # The columns to fetch, by name (the parent's and the sort key always among them); None:
+    # all of them, as the types' `from_row` needs.
+    columns: tuple[str, ...] | None = None
 
     @property
     def batch(self) -> tuple:
-        return (self.limit, self.forward, self.after, self.before, self.events)
+        return (self.limit, self.forward, self.after, self.before, self.events, self.columns)
 
 
 class Loaders:
@@ -129,13 +132,14 @@ class Loaders:
     async def _turn_event_pages(self, keys: list[PageKey]) -> list[list]:
         return await self._pages(keys, EVENT_COLUMNS, Event.turn_id, Event.seq, EVENTS_WITH_SESSION)
 
-    async def _pages(self, keys, columns, parent, key, select_from=None) -> list[list]:
+    async def _pages(self, keys, all_columns, parent, key, select_from=None) -> list[list]:
         groups: dict[tuple, list[PageKey]] = defaultdict(list)
         for k in keys:
             groups[k.batch].append(k)
         pages: dict[PageKey, list] = {}
         for group in groups.values():
-            rows = await self.context.rows(*page_statement(group, columns, parent, key, select_from))
+            columns, joined = _chosen_columns(all_columns, group[0].columns, select_from)
+            rows = await self.context.rows(*page_statement(group, columns, parent, key, joined))
             by_parent = defaultdict(list)
             # By position, the fastest way into a row; the windowed statement keeps the order.
             parent_of = itemgetter([c.name for c in columns].index(parent.key))
@@ -169,6 +173,17 @@ class Loaders:
         return [counts.get(k, 0) for k in keys]
 
 
+@lru_cache(maxsize=256)
+def _chosen_columns(all_columns: tuple, names: tuple[str, ...] | None, select_from) -> tuple[tuple, object]:
+    """The columns of `names` (all when None), and what to select them from: the events'
+    join with their session only when the session's creation time is among them."""
+    if names is None:
+        return all_columns, select_from
+    by_name = {c.name: c for c in all_columns}
+    columns = tuple(by_name[n] for n in names)
+    return columns, select_from if "session_created_at" in names else None
+
+
 def page_statement(keys: list[PageKey], columns, parent, key, select_from=None) -> tuple:
     """One statement for the pages of all `keys`, which share their arguments, and its
     parameters (the parents' ids).
@@ -187,7 +202,7 @@ def page_statement(keys: list[PageKey], columns, parent, key, select_from=None) 
 def _page_statement(columns, parent, key, select_from, batch: tuple, single: bool):
     # Built once per shape and arguments, the parents bound at execution: building the
     # windowed statement anew took about a tenth of a nested page's time.
-    limit, forward, after, before, events = batch
+    limit, forward, after, before, events, _columns = batch
     order = key.asc() if forward else key.desc()
     conditions = []
     if after is not None:

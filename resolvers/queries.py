@@ -107,33 +107,72 @@ async def list_sessions(
 
 
 async def turn_page(ctx: RequestContext, session, first, after, last, before) -> Page:
+    return (await turn_pages(ctx, [session], first, after, last, before))[0]
+
+
+async def turn_pages(ctx: RequestContext, sessions: list, first, after, last, before, columns=None) -> list[Page]:
+    """The turns page of each session, in one statement whatever their number. `columns`:
+    those to fetch (None: all)."""
     args = PageArgs.parse(first, after, last, before, TURNS_PAGE)
-    scope = str(session.id)
-    key = PageKey(session.id, args.limit, args.forward, *_cursor_keys(args, "turns", scope))
-    rows = await ctx.loaders.turn_page.load(key)
-
-    async def count() -> int:
-        return session.turn_count
-
-    return cut_page(rows, args, lambda row: encode_cursor("turns", scope, row.position), count)
+    scopes = [str(session.id) for session in sessions]
+    keys = [
+        PageKey(session.id, args.limit, args.forward, *_cursor_keys(args, "turns", scope), None, columns)
+        for session, scope in zip(sessions, scopes, strict=True)
+    ]
+    pages = await ctx.loaders.turn_page.load_many(keys)
+    return [
+        cut_page(rows, args, _position_cursor(scope), _stored_count(session.turn_count))
+        for rows, session, scope in zip(pages, sessions, scopes, strict=True)
+    ]
 
 
 async def event_page(
     ctx: RequestContext, parent_kind: str, parent_id, first, after, last, before, types, include_partial
 ) -> Page:
     """The events of a session (`parent_kind` "session") or of a turn ("turn")."""
+    return (await event_pages(ctx, parent_kind, [parent_id], first, after, last, before, types, include_partial))[0]
+
+
+async def event_pages(
+    ctx: RequestContext, parent_kind: str, parent_ids: list, first, after, last, before, types, include_partial, columns=None
+) -> list[Page]:
+    """`event_page` for each of `parent_ids`, in one statement whatever their number."""
     args = PageArgs.parse(first, after, last, before, EVENTS_PAGE)
     events = EventFilter(None if types is None else tuple(types), bool(include_partial))
-    scope = f"{parent_kind}:{parent_id}"
-    key = PageKey(parent_id, args.limit, args.forward, *_cursor_keys(args, "events", scope), events)
-    pages = ctx.loaders.session_event_page if parent_kind == "session" else ctx.loaders.turn_event_page
+    scopes = [f"{parent_kind}:{parent_id}" for parent_id in parent_ids]
+    keys = [
+        PageKey(parent_id, args.limit, args.forward, *_cursor_keys(args, "events", scope), events, columns)
+        for parent_id, scope in zip(parent_ids, scopes, strict=True)
+    ]
+    loader = ctx.loaders.session_event_page if parent_kind == "session" else ctx.loaders.turn_event_page
     counts = ctx.loaders.session_event_count if parent_kind == "session" else ctx.loaders.turn_event_count
-    rows = await pages.load(key)
+    pages = await loader.load_many(keys)
+    return [
+        cut_page(rows, args, _seq_cursor(scope), _loaded_count(counts, (parent_id, events)))
+        for rows, parent_id, scope in zip(pages, parent_ids, scopes, strict=True)
+    ]
 
-    async def count() -> int:
-        return await counts.load((parent_id, events))
 
-    return cut_page(rows, args, lambda row: encode_cursor("events", scope, row.seq), count)
+def _position_cursor(scope: str):
+    return lambda row: encode_cursor("turns", scope, row.position)
+
+
+def _seq_cursor(scope: str):
+    return lambda row: encode_cursor("events", scope, row.seq)
+
+
+def _stored_count(count: int):
+    async def stored() -> int:
+        return count
+
+    return stored
+
+
+def _loaded_count(loader, key):
+    async def loaded() -> int:
+        return await loader.load(key)
+
+    return loaded
 
 
 def _cursor_keys(args: PageArgs, connection: str, scope: str) -> tuple[int | None, int | None]:

@@ -18,6 +18,30 @@ from sessiongraph.schema.connections import Connection
 MAX_INT = 2**31 - 1  # GraphQL's Int is 32 bits
 
 
+# How the computed fields follow from a row's columns; the planner's compiled selections
+# (planner/compiled.py) call the same functions.
+
+
+def final_output(result: str | None, fallback_output: str | None) -> str | None:
+    return (result or "").strip() or fallback_output
+
+
+def execution_time_ms(duration_ms: int | None, created_at: datetime, completed_at: datetime | None) -> int | None:
+    if duration_ms is None and completed_at is not None:
+        duration_ms = round((completed_at - created_at).total_seconds() * 1000)
+        if duration_ms > MAX_INT:  # a turn of over 24.8 days: GraphQL's Int cannot say it
+            return None
+    return duration_ms
+
+
+def message_of(content: bytes | None) -> str | None:
+    return None if content is None else content.decode("utf-8", "replace")
+
+
+def elapsed_ms(timestamp: datetime, session_created_at: datetime) -> float:
+    return (timestamp - session_created_at).total_seconds() * 1000
+
+
 @strawberry.enum
 class Role(Enum):
     USER = "USER"
@@ -160,23 +184,18 @@ class Turn(Node):
 
     @classmethod
     def from_row(cls, row) -> "Turn":
-        duration = row.duration_ms
-        if duration is None and row.completed_at is not None:
-            duration = round((row.completed_at - row.created_at).total_seconds() * 1000)
-            if duration > MAX_INT:  # a turn of over 24.8 days: GraphQL's Int cannot say it
-                duration = None
         return cls(
             id=to_global_id("Turn", row.id),
             turn=row.position,
             task_id=row.task_id,
             workflow_id=row.workflow_id,
             user_query=row.user_query,
-            final_output=(row.result or "").strip() or row.fallback_output,
+            final_output=final_output(row.result, row.fallback_output),
             status=TurnStatus(row.status),
             created_at=row.created_at,
             completed_at=row.completed_at,
             tokens_used=row.tokens_used,
-            execution_time_ms=duration,
+            execution_time_ms=execution_time_ms(row.duration_ms, row.created_at, row.completed_at),
             agents_involved=row.agents,
             row=row,
         )
@@ -218,16 +237,15 @@ class Event(Node):
 
     @classmethod
     def from_row(cls, row) -> "Event":
-        content = row.content
         return cls(
             id=to_global_id("Event", row.id),
             seq=row.seq,
             type=row.type,
             workflow_id=row.workflow_id,
             agent_id=row.agent_id,
-            message=None if content is None else content.decode("utf-8", "replace"),
+            message=message_of(row.content),
             timestamp=row.timestamp,
-            elapsed_ms=(row.timestamp - row.session_created_at).total_seconds() * 1000,
+            elapsed_ms=elapsed_ms(row.timestamp, row.session_created_at),
             payload=row.payload,
             row=row,
         )

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sessiongraph.models import Session
+from sessiongraph.planner import compiled
 from sessiongraph.planner.extension import PlannedExecution
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.ids import to_global_id
@@ -129,6 +130,42 @@ async def test_the_planner_answers_the_nested_page_itself(engine, org, world):
     query = "{ sessions(first: 5) { edges { cursor node { id title turns(first: 2) { nodes { turn finalOutput events(first: 2) { nodes { seq message } } } } } } } }"
     expected, planned, planned_itself = await both_ways(engine, org.admin, query)
     assert planned_itself and planned == expected
+
+
+async def statements_of(engine, viewer, query: str) -> list[str]:
+    """The SQL statements the planner's execution of `query` sends."""
+    context = RequestContext(engine, viewer)
+    try:
+        with count_statements(engine) as counter:
+            result = await schema.execute(query, context_value=context)
+    finally:
+        await context.close()
+    assert result.errors is None, result.errors
+    return counter.statements
+
+
+async def test_compiled_selections_read_only_the_columns_they_select(engine, org, world):
+    """A selection of turns and events without relations is compiled: its pages fetch the
+    columns its fields read (no payload, no JSON to decode, no join with the sessions unless
+    elapsedMs is asked for), and the answer is still byte for byte the resolvers'."""
+    query = "{ sessions(first: 5) { nodes { id turns(first: 2) { nodes { turn finalOutput events(first: 2) { nodes { seq message } } } } } } }"
+    completions = compiled.COUNTS["completions"]
+    expected, planned, planned_itself = await both_ways(engine, org.admin, query)
+    assert planned_itself and planned == expected
+    assert compiled.COUNTS["completions"] > completions
+    statements = await statements_of(engine, org.admin, query)
+    events_statement = statements[-1].lower()
+    assert "events" in events_statement and "payload" not in events_statement and "sessions" not in events_statement
+    assert "agents" not in statements[-2].lower()  # the turns' JSON column
+
+    # elapsedMs needs the session's creation time; a relation (Event.turn) needs whole rows.
+    for selection, joined in (("seq elapsedMs", True), ("seq turn { id }", True)):
+        query = f"{{ sessions(first: 2) {{ nodes {{ events(first: 3) {{ nodes {{ {selection} }} }} }} }} }}"
+        expected, planned, planned_itself = await both_ways(engine, org.admin, query)
+        assert planned_itself and planned == expected, selection
+        statements = await statements_of(engine, org.admin, query)
+        events_statement = next(s for s in statements if "events" in s.lower()).lower()
+        assert ("sessions" in events_statement.split("from", 2)[-1]) == joined, selection
 
 
 # -- generated selections -------------------------------------------------------------------
@@ -258,6 +295,7 @@ async def test_generated_selections_answer_the_same(engine, org, world):
 
     draw()
     planned_itself = 0
+    compiled_before = compiled.COUNTS["completions"]
     previous = None
     for query, variables, viewer in cases:
         try:
@@ -269,5 +307,7 @@ async def test_generated_selections_answer_the_same(engine, org, world):
         previous = (query, variables)
         assert_same_answer(expected, planned, answered, (query, variables))
         planned_itself += answered
-    # The comparison means something only if the planner answered most cases itself.
+    # The comparison means something only if the planner answered most cases itself, and
+    # compiled selections completed many of them.
     assert planned_itself > len(cases) // 3, (planned_itself, len(cases))
+    assert compiled.COUNTS["completions"] - compiled_before > len(cases) // 3

@@ -1,0 +1,2 @@
+class Fallback(Exception):
+    """The planner cannot give this answer; normal execution will."""
