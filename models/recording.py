@@ -12,12 +12,15 @@ import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
+from operator import attrgetter
 
 from sqlalchemy import LargeBinary, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sessiongraph.models.tables import Event, Session, Turn, User
+from sessiongraph.models.types import UTCDateTime, sqlite_datetime_texts
 
 
 @dataclass(slots=True)
@@ -160,16 +163,22 @@ async def _insert_session(connection: AsyncConnection, new: NewSession) -> Store
 
 
 async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) -> list[Stored]:
-    """New sessions whole, in four statements whatever their number and size: their figures,
+    """New sessions whole, in a few statements whatever their number and size: their figures,
     and each turn's, are worked out here from what is being stored, as the incremental
     writers below would have kept them. Seqs: a session's own events, then each turn's."""
-    sessions, turn_rows, event_rows, stored = [], [], [], []
+    sessions, turn_rows, stored = [], [], []
+    # The events' own columns, and those they take from their session and turn, are
+    # gathered column by column: a tuple or dictionary per event costs more than its insert.
+    events: list[NewEvent] = []
+    session_ids, workflow_ids, seqs = [], [], []
+    runs: list[tuple[uuid.UUID, int | None, int]] = []  # (session, turn position, events): turn ids come later
     for new in news:
         session_id = new.session_id or uuid.uuid4()
         turns = _unique_tasks(new.turns)
-        events = [(None, e) for e in new.events] + [(t, e) for t in turns for e in t.events]
+        count = len(new.events) + sum(len(t.events) for t in turns)
         turn_times = [max(t.created_at, t.completed_at or t.created_at) for t in turns]
         updated_at = max([new.created_at, *turn_times])
+        last_activity_at = max(chain([updated_at], map(_timestamp, new.events), *(map(_timestamp, t.events) for t in turns)))
         sessions.append({
             "id": session_id,
             "org_id": new.org_id,
@@ -180,20 +189,24 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
             "metadata": new.metadata,
             "created_at": new.created_at,
             "updated_at": updated_at,
-            "last_activity_at": max([updated_at, *(e.timestamp for _, e in events)]),
+            "last_activity_at": last_activity_at,
             "turn_count": len(turns),
             "tokens_used": sum(t.tokens_used for t in turns),
-            "event_count": len(events),
+            "event_count": count,
             "deleted_at": None,
             "deleted_by": None,
         })
         turn_rows += [_turn_row(session_id, position, t) for position, t in enumerate(turns, start=1)]
-        positions = {id(t): position for position, t in enumerate(turns, start=1)}
-        event_rows += [
-            (session_id, None if t is None else positions[id(t)], seq, t, e)
-            for seq, (t, e) in enumerate(events, start=1)
-        ]
-        stored.append(Stored(session_id, True, len(turns), len(events)))
+        events += new.events
+        workflow_ids += [None] * len(new.events)
+        runs.append((session_id, None, len(new.events)))
+        for position, t in enumerate(turns, start=1):
+            events += t.events
+            workflow_ids += [t.workflow_id] * len(t.events)
+            runs.append((session_id, position, len(t.events)))
+        session_ids += [session_id] * count
+        seqs += range(1, count + 1)
+        stored.append(Stored(session_id, True, len(turns), count))
     await connection.execute(Session.__table__.insert(), sessions)
     turn_ids: dict = {}
     if turn_rows:
@@ -205,59 +218,72 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
                 select(Turn.session_id, Turn.position, Turn.id).where(Turn.session_id.in_([s["id"] for s in sessions]))
             )).all()
         }
-    if event_rows:
-        await _insert_many(
-            connection,
-            Event.__table__,
-            ("session_id", "turn_id", "seq", "type", "workflow_id", "agent_id", "content", "timestamp", "payload", "dedup_key"),
-            [
-                (
-                    session_id,
-                    None if position is None else turn_ids[session_id, position],
-                    seq,
-                    e.type,
-                    None if t is None else t.workflow_id,
-                    e.agent_id,
-                    e.content,
-                    e.timestamp,
-                    e.payload,
-                    e.dedup_key,
-                )
-                for session_id, position, seq, t, e in event_rows
-            ],
-        )
+    if events:
+        event_turn_ids = []
+        for session_id, position, count in runs:
+            event_turn_ids += [None if position is None else turn_ids[session_id, position]] * count
+        await _insert_many(connection, Event.__table__, {
+            "session_id": session_ids,
+            "turn_id": event_turn_ids,
+            "seq": seqs,
+            "workflow_id": workflow_ids,
+            **{name: list(map(attrgetter(name), events)) for name in _EVENT_FIELDS},
+        })
     return stored
 
 
-async def _insert_many(connection: AsyncConnection, table, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    """One executemany of `rows` (values in the order of `columns`), each value passed
-    through its column type's own bind processor, as SQLAlchemy would; without the
+_EVENT_FIELDS = ("type", "agent_id", "content", "timestamp", "payload", "dedup_key")
+_timestamp = attrgetter("timestamp")
+
+# Rows a statement on SQLite: one INSERT of many rows costs SQLite less than as many
+# one-row INSERTs. 999 bound values at the most, the lowest limit SQLite was ever built with.
+_SQLITE_VALUES = 999
+
+
+async def _insert_many(connection: AsyncConnection, table, columns: dict[str, list]) -> None:
+    """Inserts the rows whose values `columns` gives column by column (lists of one length),
+    each value converted as the column type's own bind processor would, without the
     parameter dictionary SQLAlchemy builds for every row, which costs more than the insert
     itself for the events of a large import."""
     dialect = connection.dialect
-    compiled = table.insert().compile(dialect=dialect, column_keys=list(columns))
-    processors = [
-        # bytes are what both drivers take for a binary column: its processor only wraps them
-        None if isinstance(table.c[name].type, LargeBinary) else table.c[name].type._cached_bind_processor(dialect)
-        for name in columns
-    ]
-    position = {name: i for i, name in enumerate(columns)}
-    # Column by column (map and zip run in C); a column of few distinct values, such as the
-    # session id of every event, is converted once a value.
-    values = list(zip(*rows))
-    for i, process in enumerate(processors):
-        if process is None:
-            continue
-        try:
-            distinct = set(values[i])
-        except TypeError:  # JSON values (dicts, lists) are not hashable
-            distinct = None
-        if distinct is not None and len(distinct) * 2 < len(values[i]):
-            values[i] = list(map({v: process(v) for v in distinct}.__getitem__, values[i]))
-        else:
-            values[i] = list(map(process, values[i]))
-    converted = list(zip(*(values[position[name]] for name in compiled.positiontup)))
-    await connection.exec_driver_sql(compiled.string, converted)
+    names = list(columns)
+    compiled = table.insert().compile(dialect=dialect, column_keys=names)
+    values = {name: _bound(table.c[name].type, dialect, column) for name, column in columns.items()}
+    ordered = [values[name] for name in compiled.positiontup]
+    if dialect.name != "sqlite":
+        await connection.exec_driver_sql(compiled.string, list(zip(*ordered)))
+        return
+    # Many rows a statement (the grouper idiom: zip over one iterator takes a statement's
+    # values at a time, and leaves the rows short of a whole statement); those, one a statement.
+    width = len(ordered)
+    per_statement = _SQLITE_VALUES // width
+    flat = list(chain.from_iterable(zip(*ordered)))
+    statements = list(zip(*[iter(flat)] * (per_statement * width)))
+    if statements:
+        head, row = compiled.string.split(" VALUES ")
+        await connection.exec_driver_sql(f"{head} VALUES {', '.join([row] * per_statement)}", statements)
+    if rest := flat[len(statements) * per_statement * width:]:
+        await connection.exec_driver_sql(compiled.string, list(zip(*[iter(rest)] * width)))
+
+
+def _bound(column_type, dialect, values: list) -> list:
+    """`values` as the column type's bind processor gives them to the driver."""
+    if isinstance(column_type, LargeBinary):  # bytes are what both drivers take: its processor only wraps them
+        return values
+    process = column_type._cached_bind_processor(dialect)
+    if process is None:
+        return values
+    if isinstance(column_type, UTCDateTime) and dialect.name == "sqlite":
+        return sqlite_datetime_texts(values, process)
+    try:
+        distinct = set(values)
+    except TypeError:  # JSON values (dicts, lists) are not hashable
+        distinct = None
+    # A column of few distinct values, such as the session id of every event, is converted
+    # once a value.
+    if distinct is not None and len(distinct) * 2 < len(values):
+        return list(map({v: process(v) for v in distinct}.__getitem__, values))
+    return list(map(process, values))
 
 
 def _turn_row(session_id: uuid.UUID, position: int, turn: NewTurn) -> dict:

@@ -14,8 +14,9 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from sessiongraph.importer import import_lines
+from sessiongraph.importer import _plain_event, import_lines, parse_event
 from sessiongraph.models import Event, Session, Turn, User
+from sessiongraph.models.recording import append_events
 from sessiongraph.resolvers.context import Viewer
 from tests.conftest import count_statements, ok
 
@@ -162,6 +163,10 @@ def without(obj: dict, key: str) -> dict:
         (line(new_session(events=[without(event("OUTPUT", "x"), "timestamp")])), "`timestamp` is required"),
         (line(new_session(events=[event("OUTPUT", "x", message_b64="eA==")])), "at most one of `message` and `message_b64`"),
         (line(new_session(events=[{"type": "OUTPUT", "message_b64": "%%%", "timestamp": "2025-10-28T06:00:00Z"}])), "not base64"),
+        (line(new_session(events=[{"type": "OUTPUT", "message_b64": "é", "timestamp": "2025-10-28T06:00:00Z"}])), "not base64"),
+        (line(new_session(events=[event("OUTPUT", "x"), ["not", "an", "object"]])), "events[1]: an event must be an object"),
+        (line(new_session(turns=[turn("t1", 1, event("OUTPUT", "x", timestamp="2025-13-01T00:00:00Z"))])), "turns[0].events[0]: `timestamp` is not an ISO-8601"),
+        (line(new_session(events=[event("OUTPUT", "x", agent_id=7)])), "`agent_id` must be str"),
         (line(new_session(turns=[turn("t1", 1, status="DONE")])), "`status` must be one of"),
         (line(new_session(token_budget=-1)), "`token_budget` must be between 0 and 2147483647"),
         (line(new_session(metadata=[1, 2])), "`metadata` must be an object"),
@@ -294,6 +299,9 @@ async def test_a_session_id_of_another_owner_is_rejected(engine):
         (new_session(turns=[turn("t1", 1, user_query="a\u0000b")]), "`user_query` contains a NUL character"),
         (new_session(metadata={"k": "a\u0000"}), "`metadata` contains a NUL character"),
         (new_session(events=[event("OUTPUT", "x", payload={"a\u0000": 1})]), "`payload` contains a NUL character"),
+        (new_session(events=[event("OUTPUT", "a\u0000b")]), "`message` contains a NUL character"),
+        (new_session(turns=[turn("t1", 1, event("OUTPUT", "x", dedup_key="k\u0000"))]), "`dedup_key` contains a NUL character"),
+        (new_session(events=[event("OUTPUT", "x", dedup_key="k" * 300)]), "`dedup_key`"),
     ],
 )
 async def test_a_value_postgresql_cannot_store_is_a_rejected_line_on_every_database(engine, bad, reason):
@@ -311,6 +319,94 @@ async def test_a_line_the_database_refuses_is_rejected_and_the_import_goes_on(en
     if engine.dialect.name == "postgresql":
         assert report.rejected == 1 and errors.startswith("line 1: rejected: the database refused it:"), errors
         assert (await counts(engine))[1:3] == (1, 0)
+
+
+def varied_events(count: int, second: int = 0, tag: str = "") -> list[dict]:
+    """Events of every shape the import takes: text, raw bytes or no message; timestamps with
+    and without an offset or fraction; JSON payloads of each kind; agents and dedup keys."""
+    payloads = [None, {"step": 1, "ok": True, "nested": {"list": [1, 2.5, "✓"]}}, [1, "two"], "text", 3, 2.5, False]
+    stamps = ["2025-10-28T06:{m:02d}:{s:02d}Z", "2025-10-28T08:{m:02d}:{s:02d}.5+02:00",
+              "2025-10-28T06:{m:02d}:{s:02d}.123456", "2025-10-28T01:{m:02d}:{s:02d}.000001-05:00"]
+    events = []
+    for i in range(count):
+        e = {"type": ("LLM_OUTPUT", "TOOL_INVOKED", "OUTPUT")[i % 3],
+             "timestamp": stamps[i % len(stamps)].format(m=(second + i) // 60 % 60, s=(second + i) % 60)}
+        if i % 4 == 1:
+            e["message_b64"] = base64.b64encode(bytes([i % 256, 0, 255])).decode()
+        elif i % 4 != 3:
+            e["message"] = f"message {i} é ✓ " + "\\\\u0000" * (i == 7)  # a backslash, then u0000: not a NUL
+        if (payload := payloads[i % len(payloads)]) is not None:
+            e["payload"] = payload
+        if i % 5:
+            e["agent_id"] = f"agent-{i % 3}"
+        if i % 6 == 0:
+            e["dedup_key"] = f"key-{tag}{i}"
+        events.append(e)
+    return events
+
+
+async def stored_rows(engine, session_id: str) -> dict:
+    """A session's rows as the driver reads them back (SQLite: the stored text, numbers and
+    bytes themselves), without the ids the database gives: turn ids become positions."""
+    key = uuid.UUID(session_id)
+    async with engine.connect() as connection:
+        bound = connection.dialect.name == "sqlite" and key.hex or key
+        marker = "?" if connection.dialect.name == "sqlite" else "$1"
+
+        async def rows(sql: str) -> list[tuple]:
+            return [tuple(r) for r in (await connection.exec_driver_sql(sql.replace("?", marker), (bound,))).all()]
+
+        session = await rows("SELECT org_id, user_id, title, token_budget, metadata, created_at, updated_at,"
+                             " last_activity_at, turn_count, tokens_used, event_count FROM sessions WHERE id = ?")
+        turns = await rows("SELECT position, task_id, workflow_id, user_query, result, status, created_at, completed_at,"
+                           " tokens_used, duration_ms, fallback_output, agents FROM turns WHERE session_id = ? ORDER BY position")
+        events = await rows("SELECT t.position, e.seq, e.type, e.workflow_id, e.agent_id, e.content, e.timestamp, e.payload,"
+                            " e.dedup_key FROM events e LEFT JOIN turns t ON t.id = e.turn_id WHERE e.session_id = ? ORDER BY e.seq")
+    return {"session": session, "turns": turns, "events": events}
+
+
+async def test_a_session_imported_whole_is_stored_as_the_incremental_writers_store_it(engine):
+    """The import stores a new session's events many rows a statement, their values converted
+    column by column; the writers that add to a stored session go through SQLAlchemy's own
+    insert, row by row. The same session, imported whole (in a batch, with others) or built
+    up by those writers (its line without turns and events, then its events appended, then
+    its turns added by importing the line again), is stored with the same values: on SQLite
+    the same text, numbers and bytes."""
+    whole, built = (
+        new_session(external_id=name, title="Varied", token_budget=5, metadata={"k": ["v", 1]},
+                    events=varied_events(150),
+                    turns=[turn(f"t{n}", n, *varied_events(n * 40, n, f"t{n}-"), workflow_id=f"wf-{n}", tokens_used=n,
+                                completed_at=f"2025-10-28T07:0{n}:00+00:30")
+                           for n in range(4)])
+        for name in ("whole", "built")
+    )
+    others = [new_session(events=varied_events(4)) for _ in range(3)]  # 398 events: 4 statements of 99 rows, and 2 rows
+    report, errors = await import_bytes(engine, line(others[0]))  # the user is known: the rest is one batch
+    report, errors = await import_bytes(engine, line(whole), *map(line, others[1:]))
+    assert (report.sessions_created, errors) == (3, "")
+
+    skeleton = {**built, "turns": [], "events": []}
+    report, errors = await import_bytes(engine, line(skeleton))
+    async with engine.begin() as connection:
+        await append_events(connection, uuid.UUID(built["session_id"]), None,
+                            [parse_event(e, "event") for e in built["events"]])
+    report, errors = await import_bytes(engine, line(built))
+    assert (report.sessions_updated, report.events, errors) == (1, 240, "")
+
+    whole_rows, built_rows = await stored_rows(engine, whole["session_id"]), await stored_rows(engine, built["session_id"])
+    assert len(whole_rows["events"]) == 150 + 240
+    assert whole_rows == built_rows
+
+
+def test_the_one_pass_event_check_takes_an_event_as_the_full_check_does():
+    """`parse_event` checks a field at a time, and says what is wrong; the common event is
+    taken in one pass instead (a line without NUL characters), which must give the same."""
+    events = varied_events(120) + [
+        {"type": "OUTPUT", "timestamp": "2025-10-28"},  # a date alone is midnight
+        {"type": "OUTPUT", "timestamp": "2025-10-28T06:00:00,5Z", "message": ""},
+        {"type": "T" * 64, "timestamp": "2025-10-28T06:00:00Z", "agent_id": "a" * 255, "dedup_key": "k" * 255},
+    ]
+    assert [_plain_event(e) for e in events] == [parse_event(e, "event") for e in events]
 
 
 async def test_lines_are_stored_in_bounded_batches_as_they_are_read(engine):
