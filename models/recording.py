@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 from sqlalchemy import LargeBinary, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -211,7 +211,7 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
     turn_ids: dict = {}
     if turn_rows:
         # Read back by (session, position), as `_insert_read_back` does for one session.
-        await connection.execute(Turn.__table__.insert(), turn_rows)
+        await _insert_many(connection, Turn.__table__, {name: list(map(itemgetter(name), turn_rows)) for name in turn_rows[0]})
         turn_ids = {
             (session_id, position): turn_id
             for session_id, position, turn_id in (await connection.execute(
