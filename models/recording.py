@@ -7,6 +7,7 @@ caller's transaction, so what it writes lands whole or not at all.
 
 import asyncio
 import contextlib
+import re
 import uuid
 import weakref
 from collections.abc import AsyncIterator
@@ -235,33 +236,36 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
 _EVENT_FIELDS = ("type", "agent_id", "content", "timestamp", "payload", "dedup_key")
 _timestamp = attrgetter("timestamp")
 
-# Rows a statement on SQLite: one INSERT of many rows costs SQLite less than as many
-# one-row INSERTs. 999 bound values at the most, the lowest limit SQLite was ever built with.
-_SQLITE_VALUES = 999
+# Rows a statement: one INSERT of many rows costs the database less than as many one-row
+# INSERTs. 999 bound values at the most, the lowest limit SQLite was ever built with.
+_VALUES_A_STATEMENT = 999
 
 
 async def _insert_many(connection: AsyncConnection, table, columns: dict[str, list]) -> None:
     """Inserts the rows whose values `columns` gives column by column (lists of one length),
     each value converted as the column type's own bind processor would, without the
     parameter dictionary SQLAlchemy builds for every row, which costs more than the insert
-    itself for the events of a large import."""
+    itself for the events of a large import. Many rows a statement; the rows short of a
+    whole statement, one a statement."""
     dialect = connection.dialect
-    names = list(columns)
-    compiled = table.insert().compile(dialect=dialect, column_keys=names)
+    # for_executemany: no RETURNING of the new ids, which nobody reads here
+    compiled = table.insert().compile(dialect=dialect, column_keys=list(columns), for_executemany=True)
     values = {name: _bound(table.c[name].type, dialect, column) for name, column in columns.items()}
     ordered = [values[name] for name in compiled.positiontup]
-    if dialect.name != "sqlite":
-        await connection.exec_driver_sql(compiled.string, list(zip(*ordered)))
-        return
-    # Many rows a statement (the grouper idiom: zip over one iterator takes a statement's
-    # values at a time, and leaves the rows short of a whole statement); those, one a statement.
     width = len(ordered)
-    per_statement = _SQLITE_VALUES // width
+    per_statement = _VALUES_A_STATEMENT // width
     flat = list(chain.from_iterable(zip(*ordered)))
+    # The grouper idiom: zip over one iterator takes a statement's values at a time, and
+    # leaves out the rows short of a whole statement.
     statements = list(zip(*[iter(flat)] * (per_statement * width)))
     if statements:
         head, row = compiled.string.split(" VALUES ")
-        await connection.exec_driver_sql(f"{head} VALUES {', '.join([row] * per_statement)}", statements)
+        rows = ", ".join(
+            # PostgreSQL's parameters are numbered ($1, $2): each row's its own; SQLite's (?) are not
+            re.sub(r"\$(\d+)", lambda number: f"${int(number[1]) + i * width}", row)
+            for i in range(per_statement)
+        )
+        await connection.exec_driver_sql(f"{head} VALUES {rows}", statements)
     if rest := flat[len(statements) * per_statement * width:]:
         await connection.exec_driver_sql(compiled.string, list(zip(*[iter(rest)] * width)))
 
