@@ -279,14 +279,12 @@ def _bound(column_type, dialect, values: list) -> list:
         return values
     if isinstance(column_type, UTCDateTime) and dialect.name == "sqlite":
         return sqlite_datetime_texts(values, process)
-    try:
-        distinct = set(values)
-    except TypeError:  # JSON values (dicts, lists) are not hashable
-        distinct = None
-    # A column of few distinct values, such as the session id of every event, is converted
-    # once a value.
-    if distinct is not None and len(distinct) * 2 < len(values):
-        return list(map({v: process(v) for v in distinct}.__getitem__, values))
+    # A column of few distinct objects, such as the session id of every event, is converted
+    # once an object (by identity: hashing a UUID runs in Python, and JSON values have no hash).
+    distinct = dict(zip(map(id, values), values))
+    if len(distinct) * 2 < len(values):
+        converted = {key: process(value) for key, value in distinct.items()}
+        return list(map(converted.__getitem__, map(id, values)))
     return list(map(process, values))
 
 
