@@ -211,11 +211,13 @@ def page_columns(fields_read: dict[str, set[str]]) -> dict[str, tuple[str, ...] 
 
 @dataclass(slots=True)
 class NodeSelection:
-    """A compiled selection of one node type."""
+    """A compiled selection of one node type (built from rows), or of plain attributes of
+    any object (`of_objects`: built from the objects themselves)."""
 
     type_name: str
     build: Callable[[list], list[dict]]  # rows -> dicts, connection keys set to None
     connections: list = field(default_factory=list)  # (key, node, ConnectionSelection)
+    of_objects: bool = False
 
 
 @dataclass(slots=True)
@@ -255,6 +257,49 @@ def compile_node(run, graphql_type, details) -> NodeSelection | None:
             expressions.append((key, _reader(run, graphql_type, node)))
     selection.build = _builder(expressions)
     return selection
+
+
+def compile_attributes(run, graphql_type, details) -> NodeSelection | None:
+    """A selection of leaf fields that are plain attributes of the objects (no resolver),
+    such as the viewer's: each read off the object and serialized as its type says."""
+    expressions, helpers = [], {}
+    for key, field_details in run.child_fields(graphql_type, details).items():
+        name = field_details[0].node.name.value
+        if name == "__typename":
+            expressions.append((key, repr(graphql_type.name)))
+            continue
+        runner = run.planner._runners.get((graphql_type.name, name))
+        if runner is None or runner.resolver is not None:
+            return None
+        shape = run.planner.shape(graphql_type.fields[name])
+        if not shape.leaf or shape.is_list:
+            return None
+        helper = f"_leaf{len(helpers)}"
+        helpers[helper] = _leaf(shape)
+        expressions.append((key, f"{helper}(row.{runner.python_name})"))
+    return NodeSelection(graphql_type.name, _builder(expressions, helpers), of_objects=True)
+
+
+def _leaf(shape):
+    """A leaf value's serialization, as graphql-core completes it; Fallback where it would
+    report an error."""
+    serialize, non_null, text, int32 = shape.serialize, shape.non_null, shape.text, shape.int32
+
+    def leaf(value):
+        if value is None:
+            if non_null:
+                raise Fallback
+            return None
+        if text and type(value) is str:
+            return value
+        if int32 and type(value) is int and INT_MIN <= value <= INT_MAX:
+            return value
+        serialized = serialize(value)
+        if serialized is None:
+            raise Fallback
+        return serialized
+
+    return leaf
 
 
 def _reader(run, graphql_type, node: FieldNode) -> str:
@@ -314,11 +359,11 @@ def _no_build(rows: list) -> list[dict]:
     raise AssertionError("compiled selection used before it was built")
 
 
-def _builder(expressions: list[tuple[str, str]]) -> Callable[[list], list[dict]]:
+def _builder(expressions: list[tuple[str, str]], helpers: dict | None = None) -> Callable[[list], list[dict]]:
     """A function making each row's dict in one expression: the selection's keys in order,
     each read as its reader says."""
     body = ", ".join(f"{key!r}: {expression}" for key, expression in expressions)
-    namespace = dict(HELPERS)
+    namespace = {**HELPERS, **(helpers or {})}
     exec(f"def build(rows):\n    return [{{{body}}} for row in rows]\n", namespace)  # noqa: S102  keys are repr()'d names, expressions from READERS
     return namespace["build"]
 

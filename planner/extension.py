@@ -3,10 +3,13 @@ stay Strawberry's; only the execution of a covered query is the planner's."""
 
 from collections.abc import AsyncIterator
 
-from graphql import ExecutionResult
+from graphql import ExecutionResult, GraphQLError, specified_rules
 from strawberry.extensions import SchemaExtension
 
 from sessiongraph.planner.plan import Fallback, Planner
+from sessiongraph.schema.limits import check_document, cost_extension, parse_document
+
+DEFAULT_RULES = tuple(specified_rules)  # what Strawberry validates with
 
 
 class PlannedExecution(SchemaExtension):
@@ -43,3 +46,31 @@ def planner_for(schema) -> Planner:
     if planner is None:
         planner = schema._planner = Planner(schema)
     return planner
+
+
+async def execute_planned(schema, query: str, variables: dict | None, context, operation_name: str | None) -> ExecutionResult | None:
+    """The result of a query the planner answers, without Strawberry's per-operation pipeline:
+    the same parsing, limits, validation (all cached per document) and cost report as
+    `DocumentGuard`, then the plan. None wherever the answer would be anything but planned
+    data -- a refused or invalid document, no single query operation, a fallback -- and the
+    caller runs `schema.execute`, which gives that answer as it always does."""
+    if not getattr(schema, "planner", False) or not isinstance(query, str) or not query:
+        return None
+    try:
+        document_bytes, document = parse_document(schema.limits, query)
+    except GraphQLError:
+        return None
+    cost, errors = check_document(schema, query, document, variables, DEFAULT_RULES)
+    if errors:
+        return None
+    planner = planner_for(schema)
+    plan = planner.plan(query, document, operation_name)
+    if plan is None:
+        return None
+    try:
+        data = await planner.execute(plan, context, variables)
+    except Fallback:
+        await context.release()  # normal execution starts from fresh loaders, as it would have
+        return None
+    PlannedExecution.answered += 1
+    return ExecutionResult(data=data, extensions=cost_extension(schema.limits, cost, document_bytes))

@@ -230,11 +230,11 @@ class Planner:
 
     async def execute(self, plan: Plan, context: Any, variables: dict | None) -> dict:
         """The `data` of the operation; raises Fallback where normal execution must answer."""
-        coerced = get_variable_values(
-            self.graphql_schema, plan.operation.variable_definitions or (), variables or {}
-        )
-        if isinstance(coerced, list):
-            raise Fallback
+        coerced = {}
+        if plan.operation.variable_definitions:
+            coerced = get_variable_values(self.graphql_schema, plan.operation.variable_definitions, variables or {})
+            if isinstance(coerced, list):
+                raise Fallback
         run = _Run(self, plan, context, coerced)
         query_type = self.graphql_schema.query_type
         fields = run.root_fields(query_type)
@@ -290,7 +290,7 @@ class _Run:
             elif "nodes" in fields and "pageInfo" in fields:
                 found = compiled.compile_connection(self, graphql_type, details)
             else:
-                found = None
+                found = compiled.compile_attributes(self, graphql_type, details)
             self.selections[key] = found
         return self.selections[key]
 
@@ -304,7 +304,8 @@ class _Run:
     async def _complete_compiled(self, selection, sources: list, outs: list[dict]) -> None:
         compiled.COUNTS["completions"] += 1
         if isinstance(selection, compiled.NodeSelection):
-            built = await compiled.run_nodes(self, selection, [source.row for source in sources])
+            rows = sources if selection.of_objects else [source.row for source in sources]
+            built = await compiled.run_nodes(self, selection, rows)
         else:
             built = await compiled.complete_pages(self, selection, [source.page for source in sources])
         for out, values in zip(outs, built, strict=True):
@@ -314,7 +315,9 @@ class _Run:
         """The field's arguments as its resolver takes them; kept in the plan when they are
         literals, else for this run only (they depend on the variables)."""
         key = id(node)
-        found = self.plan.arguments.get(key) or self.run_arguments.get(key)
+        found = self.plan.arguments.get(key)
+        if found is None:
+            found = self.run_arguments.get(key)
         if found is None:
             raw = get_argument_values(field_def, node, self.variables) if field_def.args else {}
             schema = self.planner.schema

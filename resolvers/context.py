@@ -71,6 +71,9 @@ class RequestContext:
             self.loaders = Loaders(self)
 
     async def close(self) -> None:
+        if self._connection is None and not self._lock.locked():  # it never read anything
+            self.loaders.drop()
+            return
         async with self._lock:
             if self._connection is not None:
                 await self._connection.close()

@@ -285,6 +285,53 @@ def validate_cached(schema, query: str, document: DocumentNode, rules: tuple) ->
     return errors
 
 
+def parse_document(limits: Limits, query: str) -> tuple[int, DocumentNode]:
+    """(the document's size in bytes, the document), parsed once per text; a GraphQLError
+    when it is over the limits or does not parse."""
+    document_bytes = len(query.encode())
+    if document_bytes > limits.max_document_bytes:
+        raise too_complex(f"The document is {document_bytes} bytes; the limit is {limits.max_document_bytes}.")
+    try:
+        return document_bytes, parse_cached(query, limits.max_tokens)
+    except RecursionError:
+        raise too_complex("The document is nested too deeply to parse.") from None
+    except GraphQLSyntaxError as e:
+        if e.message.startswith(TOKENS_MESSAGE):
+            raise too_complex(f"The document has more than {limits.max_tokens} tokens.") from None
+        raise
+
+
+def check_document(schema, query: str | None, document: DocumentNode, variables, rules: tuple) -> tuple[Cost | None, list[GraphQLError]]:
+    """The document's cost and what stands against executing it: over a limit (validation
+    is then skipped: it is the costly part), else validation's errors (cached per text)."""
+    if query:
+        cost = measure_cached(schema._schema, query, document, variables)
+    else:
+        cost = measure(schema._schema, document, variables)
+    refused = refusal(cost, schema.limits)
+    if refused is not None:
+        return cost, [refused]
+    if not schema.introspection:
+        rules = (*rules, NoSchemaIntrospectionCustomRule)
+    return cost, validate_cached(schema._schema, query or "", document, rules)
+
+
+def cost_extension(limits: Limits, cost: Cost | None, document_bytes: int | None) -> dict:
+    """What every result reports in `extensions`."""
+    return {
+        "cost": {
+            "requestedQueryCost": cost.nodes if cost else None,
+            "maximumAvailable": limits.max_nodes,
+            "depth": cost.depth if cost else None,
+            "maximumDepth": limits.max_depth,
+            "fields": cost.fields if cost else None,
+            "maximumFields": limits.max_fields,
+            "documentBytes": document_bytes,
+            "maximumDocumentBytes": limits.max_document_bytes,
+        }
+    }
+
+
 class DocumentGuard(SchemaExtension):
     """Parses (cached), refuses what is over the schema's limits before validation, validates
     (cached), and reports the cost. One instance per operation: extensions hold state."""
@@ -301,48 +348,15 @@ class DocumentGuard(SchemaExtension):
         context = self.execution_context
         if context.graphql_document is None and context.query:
             self.document_bytes = len(context.query.encode())
-            if self.document_bytes > self.limits.max_document_bytes:
-                raise too_complex(
-                    f"The document is {self.document_bytes} bytes; the limit is {self.limits.max_document_bytes}."
-                )
-            try:
-                context.graphql_document = parse_cached(context.query, self.limits.max_tokens)
-            except RecursionError:
-                raise too_complex("The document is nested too deeply to parse.") from None
-            except GraphQLSyntaxError as e:
-                if e.message.startswith(TOKENS_MESSAGE):
-                    raise too_complex(f"The document has more than {self.limits.max_tokens} tokens.") from None
-                raise
+            self.document_bytes, context.graphql_document = parse_document(self.limits, context.query)
         yield
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        schema = context.schema
-        if context.query:
-            self.cost = measure_cached(schema._schema, context.query, context.graphql_document, context.variables)
-        else:
-            self.cost = measure(schema._schema, context.graphql_document, context.variables)
-        refused = refusal(self.cost, self.limits)
-        if refused is not None:
-            context.pre_execution_errors = [refused]  # validation is skipped: it is the costly part
-        else:
-            rules = tuple(context.validation_rules)
-            if not schema.introspection:
-                rules = (*rules, NoSchemaIntrospectionCustomRule)
-            context.pre_execution_errors = validate_cached(schema._schema, context.query or "", context.graphql_document, rules)
+        self.cost, context.pre_execution_errors = check_document(
+            context.schema, context.query, context.graphql_document, context.variables, tuple(context.validation_rules)
+        )
         yield
 
     def get_results(self) -> dict:
-        limits, cost = self.limits, self.cost
-        return {
-            "cost": {
-                "requestedQueryCost": cost.nodes if cost else None,
-                "maximumAvailable": limits.max_nodes,
-                "depth": cost.depth if cost else None,
-                "maximumDepth": limits.max_depth,
-                "fields": cost.fields if cost else None,
-                "maximumFields": limits.max_fields,
-                "documentBytes": self.document_bytes,
-                "maximumDocumentBytes": limits.max_document_bytes,
-            }
-        }
+        return cost_extension(self.limits, self.cost, self.document_bytes)

@@ -7,9 +7,10 @@ import asyncio
 import logging
 import os
 import re
+from functools import lru_cache
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.exceptions import MissingQueryError
 from strawberry.http.ides import get_graphql_ide_html
@@ -18,6 +19,7 @@ from strawberry.types.graphql import OperationType
 
 from sessiongraph.auth import authenticate, key_from_headers
 from sessiongraph.persisted import PersistedDocuments, PersistedQueryError
+from sessiongraph.planner.extension import execute_planned
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.schema.errors import INTERNAL_MESSAGE, current_request_id
 
@@ -56,10 +58,16 @@ def _media_ranges(accept: str) -> dict[str, float]:
     return ranges
 
 
-def response_media_type(request: Request) -> str | None:
+def response_media_type(headers: dict) -> str | None:
+    return _media_type_for(headers.get("accept", ""))
+
+
+@lru_cache(maxsize=256)
+def _media_type_for(accept: str) -> str | None:
     """graphql-response+json when the client asks for it (and prefers it at least as much as
-    json), application/json for json, */* or no Accept at all; None when it accepts neither."""
-    accept = request.headers.get("accept", "").strip()
+    json), application/json for json, */* or no Accept at all; None when it accepts neither.
+    Clients send a handful of distinct Accept headers: each is read once."""
+    accept = accept.strip()
     if not accept:
         return JSON
     ranges = _media_ranges(accept)
@@ -70,12 +78,32 @@ def response_media_type(request: Request) -> str | None:
     return JSON if plain > 0 else None
 
 
-def wants_graphiql(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
+def wants_graphiql(request: Request, headers: dict) -> bool:
+    accept = headers.get("accept", "")
     return request.method == "GET" and "text/html" in accept and "query" not in request.query_params
 
 
-async def read_params(request: Request, max_body: int) -> dict:
+def header_values(scope) -> dict[str, str]:
+    """The request's headers by lower-case name, read once (the first of repeated ones, as
+    Starlette's `Headers.get` gives)."""
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in reversed(scope["headers"])}
+
+
+async def read_body(receive, max_body: int) -> bytes:
+    """The whole body, refused (413) as soon as it is larger than `max_body`."""
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body += message.get("body", b"")
+        if len(body) > max_body:
+            raise RequestError(413, f"The request body is larger than {max_body} bytes.")
+        if not message.get("more_body", False):
+            return body
+
+
+async def read_params(request: Request, headers: dict, max_body: int) -> dict:
     if request.method == "GET":
         params = dict(request.query_params)
         for name in ("variables", "extensions"):
@@ -85,17 +113,13 @@ async def read_params(request: Request, max_body: int) -> dict:
                 except orjson.JSONDecodeError:
                     raise RequestError(400, f"`{name}` is not valid JSON.") from None
         return params
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != JSON:
         raise RequestError(415, "POST bodies must be application/json.")
-    declared = request.headers.get("content-length", "")
+    declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_body:
         raise RequestError(413, f"The request body is larger than {max_body} bytes.")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body:
-            raise RequestError(413, f"The request body is larger than {max_body} bytes.")
+    body = await read_body(request.receive, max_body)
     try:
         params = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -127,6 +151,22 @@ def is_request_error(result) -> bool:
     return result.data is None and bool(result.errors) and all(e.path is None for e in result.errors)
 
 
+class JSONResponse:
+    """A JSON body sent as two ASGI messages, with the headers Starlette's Response would send
+    (in its order): the caller's, content-length, content-type."""
+
+    __slots__ = ("body", "status", "headers")
+
+    def __init__(self, body: bytes, status: int, headers: dict | None, media_type: str) -> None:
+        self.body, self.status = body, status
+        self.headers = {**(headers or {}), "content-length": str(len(body)), "content-type": media_type}
+
+    async def __call__(self, scope, receive, send) -> None:
+        headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
 class GraphQLEndpoint:
     def __init__(self, schema, engine, settings, persisted: PersistedDocuments) -> None:
         self.schema, self.engine, self.settings, self.persisted = schema, engine, settings, persisted
@@ -137,7 +177,7 @@ class GraphQLEndpoint:
         request_id = supplied if REQUEST_ID.fullmatch(supplied) else os.urandom(16).hex()
         token = current_request_id.set(request_id)
         try:
-            response = await self.handle(request)
+            response = await self.handle(request, header_values(scope))
         except Exception:  # the last resort: the client learns nothing of it, the log everything
             log.exception("request %s failed", request_id)
             response = self.respond(error_body(INTERNAL_MESSAGE, "INTERNAL_SERVER_ERROR"), JSON, 500)
@@ -147,23 +187,23 @@ class GraphQLEndpoint:
         await response(scope, receive, send)
 
     @staticmethod
-    def respond(body: dict, media_type: str, status: int = 200, headers: dict | None = None) -> Response:
-        return Response(orjson.dumps(body), status, headers, media_type)
+    def respond(body: dict, media_type: str, status: int = 200, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse(orjson.dumps(body), status, headers, media_type)
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request, headers: dict) -> Response | JSONResponse:
         if request.method not in ("GET", "POST"):
             return self.respond(error_body("Use GET or POST.", "BAD_REQUEST"), JSON, 405, {"Allow": "GET, POST"})
-        if self.settings.graphiql and wants_graphiql(request):
+        if self.settings.graphiql and wants_graphiql(request, headers):
             return HTMLResponse(get_graphql_ide_html())
-        media_type = response_media_type(request)
+        media_type = response_media_type(headers)
         if media_type is None:
             message = f"This server answers with {GRAPHQL_RESPONSE} or {JSON}."
             return self.respond(error_body(message, "BAD_REQUEST"), JSON, 406)
-        viewer = await authenticate(self.engine, key_from_headers(request.headers), self.settings.api_key_cache_seconds)
+        viewer = await authenticate(self.engine, key_from_headers(headers), self.settings.api_key_cache_seconds)
         if viewer is None:
             return self.respond(error_body("A valid API key is required.", "UNAUTHENTICATED"), media_type, 401)
         try:
-            params = await read_params(request, self.settings.max_body_bytes)
+            params = await read_params(request, headers, self.settings.max_body_bytes)
             check_params(params)
         except RequestError as e:
             return self.respond(error_body(str(e), e.code), media_type, e.status, e.headers)
@@ -180,7 +220,9 @@ class GraphQLEndpoint:
         try:
             # A deadline on this task, not wait_for's task per request.
             async with asyncio.timeout(self.settings.request_timeout):
-                result = await self.schema.execute(
+                result = await execute_planned(
+                    self.schema, query, params.get("variables"), context, params.get("operationName")
+                ) or await self.schema.execute(
                     query,
                     variable_values=params.get("variables"),
                     context_value=context,
