@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+import weakref
 from collections import namedtuple
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +21,23 @@ class Viewer:
     @property
     def is_admin(self) -> bool:
         return self.role == "ADMIN"
+
+
+# Per engine, its reads without a transaction (see `reading`).
+_readers: "weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine]" = weakref.WeakKeyDictionary()
+
+
+def reading(engine: AsyncEngine) -> AsyncEngine:
+    """The engine a request reads through. On PostgreSQL, its connections run each statement
+    on its own (autocommit): under READ COMMITTED every statement takes its own snapshot
+    anyway, so the BEGIN and ROLLBACK around a request's reads were two round trips that
+    changed no answer. SQLite's driver starts no transaction for reads to begin with."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    found = _readers.get(engine)
+    if found is None:
+        found = _readers[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return found
 
 
 @lru_cache(maxsize=256)
@@ -53,7 +71,7 @@ class RequestContext:
     async def _rows(self, statement, parameters: dict | None) -> list:
         async with self._lock:
             if self._connection is None:
-                self._connection = await self.engine.connect()
+                self._connection = await reading(self.engine).connect()
             result = await self._connection.execute(statement, parameters)
             return list(map(_record_type(tuple(result.keys()))._make, result.all()))
 

@@ -5,7 +5,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import false, func, select, tuple_
+from functools import lru_cache
+
+from sqlalchemy import bindparam, false, func, select, tuple_
 
 from sessiongraph.models import Session
 from sessiongraph.resolvers.context import RequestContext
@@ -39,25 +41,65 @@ class SessionListFilter:
     external_ids: tuple[str, ...] | None = None
     user_id: uuid.UUID | None = None
 
-    def conditions(self) -> list:
-        found = []
-        if self.search and NUL in self.search:
-            found.append(false())
-        elif self.search:
-            pattern = "%" + self.search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            found.append(
-                func.lower(Session.title).like(pattern, escape="\\")
-                | func.lower(Session.external_id).like(pattern, escape="\\")
-            )
+    def shape(self) -> tuple:
+        """Which conditions the filter makes: what the statement's text depends on."""
+        search = None if not self.search else ("nothing" if NUL in self.search else "like")
+        return (search, self.created_after is not None, self.created_before is not None, self.external_ids is not None, self.user_id is not None)
+
+    def parameters(self) -> dict:
+        """The values of those conditions."""
+        found = {}
+        if self.search and NUL not in self.search:
+            found["search"] = "%" + self.search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         if self.created_after is not None:
-            found.append(Session.created_at > self.created_after)
+            found["created_after"] = self.created_after
         if self.created_before is not None:
-            found.append(Session.created_at < self.created_before)
+            found["created_before"] = self.created_before
         if self.external_ids is not None:
-            found.append(Session.external_id.in_([e for e in self.external_ids if NUL not in e]))
+            found["external_ids"] = [e for e in self.external_ids if NUL not in e]
         if self.user_id is not None:
-            found.append(Session.user_id == self.user_id)
+            found["filter_user_id"] = self.user_id
         return found
+
+
+def _filter_conditions(shape: tuple) -> list:
+    search, created_after, created_before, external_ids, user_id = shape
+    found = []
+    if search == "nothing":
+        found.append(false())
+    elif search == "like":
+        pattern = bindparam("search")
+        found.append(
+            func.lower(Session.title).like(pattern, escape="\\")
+            | func.lower(Session.external_id).like(pattern, escape="\\")
+        )
+    if created_after:
+        found.append(Session.created_at > bindparam("created_after", type_=Session.created_at.type))
+    if created_before:
+        found.append(Session.created_at < bindparam("created_before", type_=Session.created_at.type))
+    if external_ids:
+        found.append(Session.external_id.in_(bindparam("external_ids", expanding=True)))
+    if user_id:
+        found.append(Session.user_id == bindparam("filter_user_id", type_=Session.user_id.type))
+    return found
+
+
+@lru_cache(maxsize=512)
+def _list_statements(admin: bool, order_field: str, descending: bool, forward: bool, after: bool, before: bool, shape: tuple):
+    """The page and count statements of one shape of session list, built once: building and
+    keying them anew took most of a list page's time. Values are bound at execution."""
+    order_column = ORDER_COLUMNS[order_field]
+    keys = tuple_(order_column, Session.id)
+    conditions = [visible_sessions(admin), *_filter_conditions(shape)]
+    count = select(func.count()).select_from(Session).where(*conditions)
+    for name, present, comes_after in (("after", after, True), ("before", before, False)):
+        if present:
+            bound = tuple_(bindparam(f"{name}_key", type_=order_column.type), bindparam(f"{name}_id", type_=Session.id.type))
+            conditions.append(keys < bound if descending == comes_after else keys > bound)
+    fetch_descending = descending == forward
+    ordering = (order_column.desc(), Session.id.desc()) if fetch_descending else (order_column, Session.id)
+    page = select(*SESSION_COLUMNS).where(*conditions).order_by(*ordering).limit(bindparam("limit"))
+    return page, count
 
 
 async def list_sessions(
@@ -71,10 +113,9 @@ async def list_sessions(
     descending: bool,
 ) -> Page:
     args = PageArgs.parse(first, after, last, before, SESSIONS_PAGE)
-    order_column = ORDER_COLUMNS[order_field]
+    order_name = ORDER_COLUMNS[order_field].name
     scope = f"{order_field}:{'DESC' if descending else 'ASC'}"
     is_time = order_field != "TOKENS_USED"
-    keys = tuple_(order_column, Session.id)
 
     def cursor_key(cursor: str) -> tuple:
         value, id_ = decode_cursor(cursor, "sessions", scope, (str if is_time else int, str))
@@ -83,25 +124,25 @@ async def list_sessions(
         except ValueError:
             raise BadUserInput(f"The cursor {cursor!r} was not issued by this connection.") from None
 
-    conditions = [visible_sessions(ctx.viewer), *where.conditions()]
-    if args.after is not None:
-        bound = tuple_(*cursor_key(args.after))
-        conditions.append(keys < bound if descending else keys > bound)
-    if args.before is not None:
-        bound = tuple_(*cursor_key(args.before))
-        conditions.append(keys > bound if descending else keys < bound)
-    fetch_descending = descending == args.forward
-    ordering = (order_column.desc(), Session.id.desc()) if fetch_descending else (order_column, Session.id)
-    statement = select(*SESSION_COLUMNS).where(*conditions).order_by(*ordering).limit(args.limit + 1)
-    rows = await ctx.rows(statement)
+    viewer = ctx.viewer
+    parameters = {"org_id": viewer.org_id, **where.parameters()}
+    if not viewer.is_admin:
+        parameters["user_id"] = viewer.user_id
+    count_parameters = dict(parameters)
+    for name, cursor in (("after", args.after), ("before", args.before)):
+        if cursor is not None:
+            parameters[f"{name}_key"], parameters[f"{name}_id"] = cursor_key(cursor)
+    page, count_statement = _list_statements(
+        viewer.is_admin, order_field, descending, args.forward, args.after is not None, args.before is not None, where.shape()
+    )
+    rows = await ctx.rows(page, {**parameters, "limit": args.limit + 1})
 
     def cursor(row) -> str:
-        value = getattr(row, order_column.name)
+        value = getattr(row, order_name)
         return encode_cursor("sessions", scope, value.isoformat() if is_time else value, row.id.hex)
 
     async def count() -> int:
-        count_conditions = [visible_sessions(ctx.viewer), *where.conditions()]
-        return (await ctx.rows(select(func.count()).select_from(Session).where(*count_conditions)))[0][0]
+        return (await ctx.rows(count_statement, count_parameters))[0][0]
 
     return cut_page(rows, args, cursor, count)
 
