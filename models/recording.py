@@ -147,15 +147,21 @@ async def store_new_sessions(connection: AsyncConnection, news: list[NewSession]
     )).all())
     if any(users.get(n.user_id) != n.org_id for n in news):
         return None
-    conditions = []
-    if ids:
-        conditions.append(Session.id.in_(ids))
-    conditions += [
-        and_(Session.user_id == user_id, Session.external_id == external_id, Session.deleted_at.is_(None))
-        for user_id, external_id in owned
-    ]
-    if conditions and (await connection.execute(select(Session.id).where(or_(*conditions)).limit(1))).first():
+    if ids and (await connection.execute(select(Session.id).where(Session.id.in_(ids)).limit(1))).first():
         return None
+    if owned:
+        # Every live session of these users with any of these external ids, the pairs then
+        # matched here: two lists of values make one statement SQLAlchemy compiles once,
+        # where a condition a pair made a new statement (compiled anew) for every batch.
+        taken = (await connection.execute(
+            select(Session.user_id, Session.external_id).where(
+                Session.user_id.in_({user_id for user_id, _ in owned}),
+                Session.external_id.in_({external_id for _, external_id in owned}),
+                Session.deleted_at.is_(None),
+            )
+        )).all()
+        if not set(owned).isdisjoint(map(tuple, taken)):
+            return None
     return await _insert_sessions(connection, news)
 
 
@@ -208,11 +214,11 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
         session_ids += [session_id] * count
         seqs += range(1, count + 1)
         stored.append(Stored(session_id, True, len(turns), count))
-    await connection.execute(Session.__table__.insert(), sessions)
+    await _insert_many(connection, Session.__table__, _columns(sessions))
     turn_ids: dict = {}
     if turn_rows:
         # Read back by (session, position), as `_insert_read_back` does for one session.
-        await _insert_many(connection, Turn.__table__, {name: list(map(itemgetter(name), turn_rows)) for name in turn_rows[0]})
+        await _insert_many(connection, Turn.__table__, _columns(turn_rows))
         turn_ids = {
             (session_id, position): turn_id
             for session_id, position, turn_id in (await connection.execute(
@@ -268,6 +274,11 @@ async def _insert_many(connection: AsyncConnection, table, columns: dict[str, li
         await connection.exec_driver_sql(f"{head} VALUES {rows}", statements)
     if rest := flat[len(statements) * per_statement * width:]:
         await connection.exec_driver_sql(compiled.string, list(zip(*[iter(rest)] * width)))
+
+
+def _columns(rows: list[dict]) -> dict[str, list]:
+    """Rows of the same keys, column by column, for `_insert_many`."""
+    return {name: list(map(itemgetter(name), rows)) for name in rows[0]}
 
 
 def _bound(column_type, dialect, values: list) -> list:
