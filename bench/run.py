@@ -280,6 +280,8 @@ def deep_session_cursor(url: str, key: str, list_document: str, fraction: float)
         seen, after = seen + len(edges), page["pageInfo"]["endCursor"]
 
 
+TURN_OF = "query TurnOf($id: ID!) { session(id: $id) { turns(first: 1) { nodes { id } } } }"
+
 EVENT_CURSORS = """query EventCursors($id: ID!, $before: String) {
   session(id: $id) { id events(last: 100, before: $before) { edges { cursor node { seq } } } }
 }"""
@@ -331,6 +333,65 @@ async def count_statements(url: str, key: str, bodies: dict[str, dict]) -> dict[
     finally:
         await engine.dispose()
     return statements
+
+
+async def documents_with_and_without_planner(url: str, key: str, variables: dict[str, dict], requests: int) -> list[dict]:
+    """Each query document of graphql_queries/ through two ASGI apps in this process, the
+    planner on and off, requests alternated one by one (A B A B ...): the median time of a
+    request on each path. In process, without HTTP or wrk, so that the difference is the
+    execution path's alone (issue 8: nothing slower than --no-planner)."""
+    import dataclasses
+    import statistics
+
+    import httpx
+
+    from sessiongraph.app import create_app
+    from sessiongraph.config import Settings
+    from sessiongraph.models import create_engine
+
+    engine = create_engine(url)
+    apps = [create_app(dataclasses.replace(Settings(database_url=url), planner=planner), engine) for planner in (True, False)]
+    found = []
+    try:
+        clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") for app in apps]
+        for name, values in variables.items():
+            body = {"query": document(QUERIES / f"{name}.graphql"), "variables": values}
+            times: list[list[float]] = [[], []]
+            answers = []
+            for i in range(requests + 5):
+                for path, client in enumerate(clients):
+                    began = time.perf_counter()
+                    response = await client.post("/graphql", json=body, headers={"X-API-Key": key})
+                    if i >= 5:
+                        times[path].append(time.perf_counter() - began)
+                    assert response.status_code == 200 and "errors" not in response.json(), response.text[:500]
+                    if i == 0:
+                        answers.append(response.content)
+            planned, unplanned = (statistics.median(t) * 1000 for t in times)
+            found.append({
+                "document": name, "planner_ms": planned, "no_planner_ms": unplanned,
+                "ratio": unplanned / planned, "same_answer": answers[0] == answers[1],
+            })  # fmt: skip
+        for client in clients:
+            await client.aclose()
+    finally:
+        await engine.dispose()
+    return found
+
+
+def documents_table(rows: list[dict]) -> list[str]:
+    lines = [
+        "Every query document of graphql_queries/, in process, planner on and off alternated request by request "
+        "(median of each; speed-up = no-planner time / planner time, above 1 = the planner is faster):",
+        "",
+        "| document | planner ms | --no-planner ms | speed-up | same answer |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['document']} | {r['planner_ms']:.2f} | {r['no_planner_ms']:.2f} | {r['ratio']:.2f} | {'yes' if r['same_answer'] else '**no**'} |"
+        )
+    return lines + [""]
 
 
 # --- load ----------------------------------------------------------------------------
@@ -540,6 +601,8 @@ def report(results: dict) -> str:
         ]
         for result in found["groups"]:
             lines += group_table(result, found["statements"])
+        if found.get("documents"):
+            lines += documents_table(found["documents"])
     if prof := results.get("profile"):
         lines += [
             f"### Profile: {prof['target']}",
@@ -646,6 +709,12 @@ def bench_database(db: str, url: str, args, data_file: Path, events: int, result
                 None,
             )
             t["postgraphile typename"] = Target(f"{db}-postgraphile-typename", peer, {"query": "{ __typename }"}, None)
+            t["postgraphile list"] = Target(
+                f"{db}-postgraphile-list",
+                peer,
+                {"query": document(BENCH / "queries/SessionList.postgraphile.graphql"), "variables": {"userId": str(generate.USER)}},
+                None,
+            )
         check_same_page(t)
         statements = asyncio.run(
             count_statements(url, key, {x.name: x.body for x in t.values() if x.contender in (server, unplanned)})
@@ -654,8 +723,20 @@ def bench_database(db: str, url: str, args, data_file: Path, events: int, result
         if peer:
             statements[t["postgraphile nested"].name] = "1 (compiled)"
         print(f"   SQL statements per request: {statements}", flush=True)
+        documents = []
+        if args.planner_paths:
+            session_id = answer(t["sessions first"])["sessions"]["edges"][0]["node"]["id"]
+            turn_id = post(server.url, {"query": TURN_OF, "variables": {"id": session_id}}, key)["data"]["session"]["turns"]["nodes"][0]["id"]
+            document_variables = {
+                "SessionList": {}, "SessionWithTurns": {"id": session_id}, "SessionEvents": {"id": long_id},
+                "TurnEvents": {"turnId": turn_id}, "Viewer": {},
+            }  # fmt: skip
+            print("-- every graphql_queries/ document: planner vs --no-planner, in process", flush=True)
+            documents = asyncio.run(documents_with_and_without_planner(url, key, document_variables, 200))
         plan = [("nested page", ["server nested", "floor nested"] + (["postgraphile nested"] if peer else []))]
         plan.append(("trivial query", ["server viewer"] + (["postgraphile typename"] if peer else [])))
+        if peer:
+            plan.append(("list page", ["sessions first", "postgraphile list"]))
         if not args.compare:
             plan += [("sessions: first page vs 95% deep", ["sessions first", "sessions deep"])]
             plan += [("long session's events: first page vs 95% deep", ["events first", "events deep"])]
@@ -675,6 +756,7 @@ def bench_database(db: str, url: str, args, data_file: Path, events: int, result
             "groups": groups,
             "rss_before": rss_before,
             "rss_after": server.rss_mb(),
+            "documents": documents,
             "deep": {"sessions_index": sessions_index, "events_seq": events_seq},
         }
         results["databases"][db] = found
@@ -699,6 +781,9 @@ def check_same_page(t: dict) -> None:
         ]
         if shape(peer, "turnsBySessionId", "eventsByTurnId") != shape(server["sessions"]["nodes"], "turns", "events"):
             raise SystemExit("PostGraphile's nested page differs from the server's")
+        peer_list = [e["node"]["title"] for e in answer(t["postgraphile list"])["allSessions"]["edges"]]
+        if peer_list != [e["node"]["title"] for e in answer(t["sessions first"])["sessions"]["edges"]]:
+            raise SystemExit("PostGraphile's list page differs from the server's")
 
 
 def main() -> None:
