@@ -73,12 +73,15 @@ def cmd_serve(args) -> int:
 
 def cmd_import(args) -> int:
     from sessiongraph.importer import import_lines
-    from sessiongraph.migrations import upgrade
+    from sessiongraph.migrations import upgrade_if_behind
 
-    upgrade(args.url)
+    async def run(engine):
+        await upgrade_if_behind(engine, args.url)
+        return await import_lines(engine, stream)
+
     stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     with stream:
-        report = _run(lambda engine: import_lines(engine, stream), args.url)
+        report = _run(run, args.url)
     print(report.summary())
     return 1 if report.rejected else 0
 

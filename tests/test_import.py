@@ -14,9 +14,11 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
+from sessiongraph import importer
 from sessiongraph.importer import _plain_event, import_lines, parse_event
 from sessiongraph.models import Event, Session, Turn, User
 from sessiongraph.models.recording import append_events
+from sessiongraph.resolvers import rules
 from sessiongraph.resolvers.context import Viewer
 from tests.conftest import count_statements, ok
 
@@ -407,6 +409,28 @@ def test_the_one_pass_event_check_takes_an_event_as_the_full_check_does():
         {"type": "T" * 64, "timestamp": "2025-10-28T06:00:00Z", "agent_id": "a" * 255, "dedup_key": "k" * 255},
     ]
     assert [_plain_event(e) for e in events] == [parse_event(e, "event") for e in events]
+
+
+def test_a_title_or_external_id_the_importer_keeps_unchecked_is_one_the_rules_keep():
+    """The importer gives the mutations' rules only the titles and external ids they might
+    change or refuse; what it keeps without asking them, they keep as it is."""
+    assert (importer.TITLE_MAX, importer.EXTERNAL_ID_MAX) == (rules.MAX_TITLE_LENGTH, rules.MAX_EXTERNAL_ID_LENGTH)
+    values = ["Trip planning", "a", "x" * 60, "x" * 61, "x" * 255, "x" * 256, "", " lead", "trail ", "tab\there",
+              "new\nline", "\x7f", "caf\u00e9", "zero\u200bwidth", "\ufeffbom", "~!@#$%^&*()_+{}|:<>?", "a  b"]
+    for value in values:
+        for rule, max_length in ((rules.sanitize_title, importer.TITLE_MAX), (rules.check_external_id, importer.EXTERNAL_ID_MAX)):
+            if importer._kept(value, max_length):
+                assert rule(value) == value, (rule, value)
+    assert parse_session_fields(title=" Padded ") == ("Padded", None)
+    assert parse_session_fields(external_id="x" * 60, title="y" * 60) == ("y" * 60, "x" * 60)
+    for bad in ({"title": "x" * 61}, {"title": "\u200b"}, {"external_id": "x" * 256}, {"external_id": "a\tb"}):
+        with pytest.raises(importer.LineError):
+            parse_session_fields(**bad)
+
+
+def parse_session_fields(**fields) -> tuple:
+    parsed = importer.parse_session(line(new_session(**fields)))
+    return parsed.title, parsed.external_id
 
 
 async def test_lines_are_stored_in_bounded_batches_as_they_are_read(engine):
