@@ -7,6 +7,7 @@ caller's transaction, so what it writes lands whole or not at all.
 
 import asyncio
 import contextlib
+import json
 import re
 import uuid
 import weakref
@@ -16,7 +17,7 @@ from datetime import datetime
 from itertools import chain
 from operator import attrgetter, itemgetter
 
-from sqlalchemy import LargeBinary, and_, or_, select, update
+from sqlalchemy import JSON, LargeBinary, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -32,6 +33,9 @@ class NewEvent:
     content: bytes | None = None
     payload: object = None
     dedup_key: str | None = None
+    # SQLite's text of `timestamp` ("2025-01-01 06:00:00.000000"), when the importer read it
+    # in the form that text is cut from; else None. Not compared: the same event either way.
+    sqlite_timestamp: str | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -229,18 +233,24 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
         event_turn_ids = []
         for session_id, position, count in runs:
             event_turn_ids += [None if position is None else turn_ids[session_id, position]] * count
+        columns = {name: list(map(attrgetter(name), events)) for name in _EVENT_FIELDS}
+        if connection.dialect.name == "sqlite":  # the text the importer has, where it has it
+            columns["timestamp"] = [
+                text or timestamp for text, timestamp in zip(map(_sqlite_timestamp, events), columns["timestamp"])
+            ]
         await _insert_many(connection, Event.__table__, {
             "session_id": session_ids,
             "turn_id": event_turn_ids,
             "seq": seqs,
             "workflow_id": workflow_ids,
-            **{name: list(map(attrgetter(name), events)) for name in _EVENT_FIELDS},
+            **columns,
         })
     return stored
 
 
 _EVENT_FIELDS = ("type", "agent_id", "content", "timestamp", "payload", "dedup_key")
 _timestamp = attrgetter("timestamp")
+_sqlite_timestamp = attrgetter("sqlite_timestamp")
 
 # Rows a statement: one INSERT of many rows costs the database less than as many one-row
 # INSERTs. 999 bound values at the most, the lowest limit SQLite was ever built with.
@@ -290,6 +300,10 @@ def _bound(column_type, dialect, values: list) -> list:
         return values
     if isinstance(column_type, UTCDateTime) and dialect.name == "sqlite":
         return sqlite_datetime_texts(values, process)
+    if isinstance(column_type, JSON) and dialect.name == "sqlite" and not column_type.none_as_null:
+        # What the processor does with a plain value (not one of SQLAlchemy's NULL markers,
+        # which nothing written here holds): the engine's serializer, called without it.
+        return list(map(dialect._json_serializer or json.dumps, values))
     # A column of few distinct objects, such as the session id of every event, is converted
     # once an object (by identity: hashing a UUID runs in Python, and JSON values have no hash).
     distinct = dict(zip(map(id, values), values))

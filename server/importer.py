@@ -169,13 +169,18 @@ def _plain_event(obj) -> NewEvent:
             raise _NotPlain from None
     else:
         raise _NotPlain
+    stamp = get("timestamp")
     try:
-        timestamp = _fromisoformat(get("timestamp"))
+        timestamp = _fromisoformat(stamp)
     except (TypeError, ValueError):
         raise _NotPlain from None
     if timestamp.tzinfo is not UTC:
         timestamp = timestamp.replace(tzinfo=UTC) if timestamp.tzinfo is None else timestamp.astimezone(UTC)
-    return NewEvent(kind, timestamp, agent_id, content, get("payload"), dedup_key)
+    # "2025-01-01T06:00:00.000000Z", which fromisoformat has just read (digits and ranges
+    # included), is SQLite's text for its value with the T a space and the Z cut: cutting
+    # it costs a fraction of formatting the datetime again.
+    text = stamp[:10] + " " + stamp[11:26] if len(stamp) == 27 and stamp[26] == "Z" and stamp[4:20:3] == "--T::." else None
+    return NewEvent(kind, timestamp, agent_id, content, get("payload"), dedup_key, text)
 
 
 _fromisoformat = datetime.fromisoformat

@@ -13,11 +13,13 @@ import uuid
 import orjson
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.dialects import sqlite
 
 from sessiongraph import importer
 from sessiongraph.importer import _plain_event, import_lines, parse_event
 from sessiongraph.models import Event, Session, Turn, User
 from sessiongraph.models.recording import append_events
+from sessiongraph.models.types import UTCDateTime
 from sessiongraph.resolvers import rules
 from sessiongraph.resolvers.context import Viewer
 from tests.conftest import count_statements, ok
@@ -328,7 +330,8 @@ def varied_events(count: int, second: int = 0, tag: str = "") -> list[dict]:
     and without an offset or fraction; JSON payloads of each kind; agents and dedup keys."""
     payloads = [None, {"step": 1, "ok": True, "nested": {"list": [1, 2.5, "✓"]}}, [1, "two"], "text", 3, 2.5, False]
     stamps = ["2025-10-28T06:{m:02d}:{s:02d}Z", "2025-10-28T08:{m:02d}:{s:02d}.5+02:00",
-              "2025-10-28T06:{m:02d}:{s:02d}.123456", "2025-10-28T01:{m:02d}:{s:02d}.000001-05:00"]
+              "2025-10-28T06:{m:02d}:{s:02d}.123456", "2025-10-28T01:{m:02d}:{s:02d}.000001-05:00",
+              "2025-10-28T06:{m:02d}:{s:02d}.000000Z", "2025-10-28T06:{m:02d}:{s:02d}.987654Z"]
     events = []
     for i in range(count):
         e = {"type": ("LLM_OUTPUT", "TOOL_INVOKED", "OUTPUT")[i % 3],
@@ -407,8 +410,16 @@ def test_the_one_pass_event_check_takes_an_event_as_the_full_check_does():
         {"type": "OUTPUT", "timestamp": "2025-10-28"},  # a date alone is midnight
         {"type": "OUTPUT", "timestamp": "2025-10-28T06:00:00,5Z", "message": ""},
         {"type": "T" * 64, "timestamp": "2025-10-28T06:00:00Z", "agent_id": "a" * 255, "dedup_key": "k" * 255},
+        {"type": "OUTPUT", "timestamp": "2025-W44-2T06:00:00.000000Z"},  # a week date: not cut as text
+        {"type": "OUTPUT", "timestamp": "2025-10-28 06:00:00.000000Z"},
+        {"type": "OUTPUT", "timestamp": "2025-10-28T06:00:00,000000Z"},
     ]
     assert [_plain_event(e) for e in events] == [parse_event(e, "event") for e in events]
+    # The SQLite text it cuts from a timestamp, where it does, is the one SQLite's DateTime makes.
+    process = UTCDateTime()._cached_bind_processor(sqlite.dialect())
+    texts = [(e.sqlite_timestamp, process(e.timestamp)) for e in map(_plain_event, events)]
+    assert sum(text is not None for text, _ in texts) >= 40
+    assert all(text == stored for text, stored in texts if text is not None)
 
 
 def test_a_title_or_external_id_the_importer_keeps_unchecked_is_one_the_rules_keep():
