@@ -143,8 +143,9 @@ READERS: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
     },
 }
 
-# What a page of each type always fetches: the id, the parents and the sort key.
-KEY_COLUMNS = {"Turn": ("id", "session_id", "position"), "Event": ("id", "session_id", "turn_id", "seq")}
+# What a page of each type always fetches besides its parent's id: its own id (the parent
+# of the next level) and the sort key (its cursor).
+KEY_COLUMNS = {"Turn": ("id", "position"), "Event": ("id", "seq")}
 
 
 async def _turns(ctx, rows, kwargs, columns) -> list:
