@@ -141,7 +141,7 @@ class Loaders:
         for group in groups.values():
             columns, joined = _chosen_columns(all_columns, group[0].columns, select_from, parent.key)
             array = self.context.engine.dialect.name == "postgresql"
-            rows = await self.context.rows(*page_statement(group, columns, parent, key, joined, array))
+            rows = await self.context.rows(*page_statement(group, columns, parent, key, joined, array), reused=True)
             by_parent = defaultdict(list)
             # By position, the fastest way into a row; the windowed statement keeps the order.
             parent_of = itemgetter([c.name for c in columns].index(parent.key))

@@ -135,14 +135,14 @@ async def list_sessions(
     page, count_statement = _list_statements(
         viewer.is_admin, order_field, descending, args.forward, args.after is not None, args.before is not None, where.shape()
     )
-    rows = await ctx.rows(page, {**parameters, "limit": args.limit + 1})
+    rows = await ctx.rows(page, {**parameters, "limit": args.limit + 1}, reused=True)
 
     def cursor(row) -> str:
         value = getattr(row, order_name)
         return encode_cursor("sessions", scope, value.isoformat() if is_time else value, row.id.hex)
 
     async def count() -> int:
-        return (await ctx.rows(count_statement, count_parameters))[0][0]
+        return (await ctx.rows(count_statement, count_parameters, reused=True))[0][0]
 
     return cut_page(rows, args, cursor, count)
 
