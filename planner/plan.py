@@ -5,6 +5,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -94,6 +96,22 @@ class Shape:
         )
 
 
+# Sets of variables whose coerced values (and what follows from them) a plan keeps, and the
+# longest JSON of variables kept (a list of a thousand ids is worth coercing again).
+VARIABLE_SETS = 32
+VARIABLES_KEPT_BYTES = 2048
+
+
+@dataclass(slots=True)
+class _Learnt:
+    """The coerced variables of a request, and the arguments and selections learnt from them."""
+
+    variables: dict
+    arguments: dict = field(default_factory=dict)
+    subfields: dict = field(default_factory=dict)
+    selections: dict = field(default_factory=dict)
+
+
 @dataclass
 class Plan:
     operation: OperationDefinitionNode
@@ -107,6 +125,9 @@ class Plan:
     columns: dict = field(default_factory=dict)
     # Compiled selections by type and field nodes (None: not compilable), when static.
     compiled: dict = field(default_factory=dict)
+    # What was learnt from the variables of recent requests, by their JSON.
+    by_variables: OrderedDict = field(default_factory=OrderedDict)
+    without_variables: _Learnt = field(default_factory=lambda: _Learnt({}))
 
 
 class Planner:
@@ -228,14 +249,33 @@ class Planner:
 
     # -- execution --------------------------------------------------------------------
 
-    async def execute(self, plan: Plan, context: Any, variables: dict | None) -> dict:
-        """The `data` of the operation; raises Fallback where normal execution must answer."""
-        coerced = {}
-        if plan.operation.variable_definitions:
+    def _learnt(self, plan: Plan, variables: dict | None) -> "_Learnt":
+        """What a run learns from its variables -- their coerced values, and the arguments and
+        selections that depend on them -- kept in the plan for the next request that sends
+        the same values (a frontend sends the same few again and again)."""
+        if not plan.operation.variable_definitions:
+            return plan.without_variables
+        try:
+            key = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # not JSON (possible in process only): learnt for this run alone
+            key = None
+        if key is not None and len(key) > VARIABLES_KEPT_BYTES:
+            key = None
+        learnt = plan.by_variables.get(key) if key is not None else None
+        if learnt is None:
             coerced = get_variable_values(self.graphql_schema, plan.operation.variable_definitions, variables or {})
             if isinstance(coerced, list):
                 raise Fallback
-        run = _Run(self, plan, context, coerced)
+            learnt = _Learnt(coerced)
+            if key is not None:
+                plan.by_variables[key] = learnt
+                if len(plan.by_variables) > VARIABLE_SETS:
+                    plan.by_variables.popitem(last=False)
+        return learnt
+
+    async def execute(self, plan: Plan, context: Any, variables: dict | None) -> dict:
+        """The `data` of the operation; raises Fallback where normal execution must answer."""
+        run = _Run(self, plan, context, self._learnt(plan, variables))
         query_type = self.graphql_schema.query_type
         fields = run.root_fields(query_type)
         data: dict = {}
@@ -249,15 +289,16 @@ class Planner:
 class _Run:
     """One execution of a plan."""
 
-    def __init__(self, planner: Planner, plan: Plan, context: Any, variables) -> None:
+    def __init__(self, planner: Planner, plan: Plan, context: Any, learnt: "_Learnt") -> None:
         self.planner = planner
         self.plan = plan
         self.info = PlannedInfo(context)
-        self.variables = variables
-        # Learnt per run when the selections depend on variables; else kept in the plan.
-        self.subfields = plan.subfields if plan.static else {}
-        self.selections = plan.compiled if plan.static else {}
-        self.run_arguments: dict = {}
+        self.variables = learnt.variables
+        # Learnt once per set of variables when the selections depend on them (@skip,
+        # @include); else once for the plan.
+        self.subfields = plan.subfields if plan.static else learnt.subfields
+        self.selections = plan.compiled if plan.static else learnt.selections
+        self.run_arguments = learnt.arguments
 
     def root_fields(self, query_type):
         key = ("root",)
