@@ -14,6 +14,10 @@ row holds are compiled (compiled.py): one function per selection turns rows stra
 the response's dicts, the pages of all parents of a level are fetched with one call through
 the same DataLoaders, and those pages fetch only the columns the document reads.
 
+Over HTTP, a query the planner answers runs without Strawberry's per-operation pipeline
+(extension.execute_planned): the same parsing, limits, validation and cost report, called
+directly; anything else goes through `schema.execute` as before.
+
 The Strawberry schema stays the reference: values come from the same functions the types'
 `from_row` uses, the same resolvers and the same statements, and anything the planner does not cover -- mutations,
 subscriptions, introspection, directives other than @include/@skip -- or any error at all is
