@@ -34,6 +34,10 @@ class SharedLoader(DataLoader):
     def load(self, key):
         return asyncio.shield(super().load(key))
 
+    def load_many(self, keys):
+        # One shield around them all: a nested page loads 200 pages at once.
+        return asyncio.shield(asyncio.gather(*map(super().load, keys)))
+
 
 @dataclass(frozen=True, slots=True)
 class EventFilter:
