@@ -51,6 +51,8 @@ class _Prepared:
         self.compiled = compiled
         self.sql = compiled.string
         self.order = compiled.positiontup
+        # Values the statement binds itself (a page size, LLM_PARTIAL); the caller's others.
+        self.values = compiled.construct_params({}, _check=False)
         self.bind = compiled._bind_processors
         self.record = _record_type(tuple(column[0] for column in compiled._result_columns))
         self.results = [
@@ -60,7 +62,7 @@ class _Prepared:
         ]
 
     async def rows(self, connection, driver_connection, parameters: dict) -> list:
-        values = self.compiled.construct_params(parameters)
+        values = self.values | parameters
         bind = self.bind
         arguments = [bind[n](values[n]) if n in bind else values[n] for n in self.order]
         # Whoever watches the engine's statements (logging, tracing, the tests' counters)
@@ -105,6 +107,7 @@ class RequestContext:
         self.viewer = viewer
         self.loaders = Loaders(self)
         self._connection: AsyncConnection | None = None
+        self._driver = None  # the driver's own connection under it, once asked for
         self._lock = asyncio.Lock()
 
     async def rows(self, statement, parameters: dict | None = None, reused: bool = False) -> list:
@@ -122,8 +125,9 @@ class RequestContext:
                 self._connection = await reading(self.engine).connect()
             prepared = _prepared(statement, self.engine.dialect) if reused and self.engine.dialect.name == "postgresql" else None
             if prepared is not None:
-                raw = await self._connection.get_raw_connection()
-                return await prepared.rows(self._connection.sync_connection, raw.driver_connection, parameters or {})
+                if self._driver is None:
+                    self._driver = (await self._connection.get_raw_connection()).driver_connection
+                return await prepared.rows(self._connection.sync_connection, self._driver, parameters or {})
             result = await self._connection.execute(statement, parameters)
             return list(map(_record_type(tuple(result.keys()))._make, result.all()))
 
@@ -137,6 +141,7 @@ class RequestContext:
             if self._connection is not None:
                 await self._connection.close()
                 self._connection = None
+                self._driver = None
             self.loaders.drop()
             self.loaders = Loaders(self)
 
@@ -148,4 +153,5 @@ class RequestContext:
             if self._connection is not None:
                 await self._connection.close()
                 self._connection = None
+                self._driver = None
             self.loaders.drop()
