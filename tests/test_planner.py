@@ -298,7 +298,7 @@ async def test_generated_selections_answer_the_same(engine, org, world):
 
     # Hypothesis draws the cases (a fixed, derandomized set); they run afterwards, in this
     # test's event loop, since Hypothesis cannot drive an async function inside another.
-    @settings(max_examples=1200, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
+    @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
     @given(case=document(ids, cursors), viewer=st.sampled_from([org.alice, org.admin, org.bob]))
     def draw(case, viewer):
         cases.append((*case, viewer))
