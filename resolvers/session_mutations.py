@@ -19,7 +19,7 @@ from sessiongraph.resolvers.context import RequestContext, Viewer
 from sessiongraph.resolvers.errors import BadUserInput, NotFound
 from sessiongraph.resolvers.ids import from_global_id, parse_uuid
 from sessiongraph.resolvers.loaders import SESSION_COLUMNS
-from sessiongraph.resolvers.rules import check_external_id, sanitize_title
+from sessiongraph.resolvers.rules import RuleBroken, check_external_id, sanitize_title
 from sessiongraph.resolvers.visibility import changeable_sessions
 
 SESSIONS = Session.__table__
@@ -42,7 +42,7 @@ def target_statement(viewer: Viewer, id_: str):
     if not named:
         try:
             check_external_id(id_)
-        except BadUserInput:
+        except RuleBroken:
             raise BadUserInput(f"{id_!r} is neither a global id, a UUID nor an external id.") from None
     named.append(and_(Session.user_id == viewer.user_id, Session.external_id == id_))
     rank = case(*((condition, i) for i, condition in enumerate(named)), else_=len(named))

@@ -7,6 +7,7 @@ from contextvars import ContextVar
 from graphql import GraphQLError, GraphQLSyntaxError
 
 from sessiongraph.resolvers.errors import CodedError
+from sessiongraph.resolvers.rules import RuleBroken
 
 log = logging.getLogger("sessiongraph.errors")
 
@@ -45,6 +46,8 @@ def assign_code(error: GraphQLError, executed: bool) -> None:
         code = "GRAPHQL_PARSE_FAILED"
     elif code is not None and (error.original_error is None or isinstance(error.original_error, CodedError)):
         return
+    elif isinstance(error.original_error, RuleBroken):  # an input rule, named in the message
+        code = "BAD_USER_INPUT"
     elif error.path is None and (error.original_error is None or error.nodes):
         # Before execution: the document did not validate; during it, before any field
         # ran: a variable's value could not be coerced. Both point at the document (a

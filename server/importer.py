@@ -26,6 +26,7 @@ from sessiongraph.models.recording import (
     store_new_sessions,
     store_session,
 )
+from sessiongraph.resolvers.rules import RuleBroken, check_external_id, sanitize_title
 
 TURN_STATUSES = {"RUNNING", "COMPLETED", "FAILED", "CANCELLED"}
 # What the columns hold on PostgreSQL (SQLite would take more): checked here so that a line
@@ -219,8 +220,11 @@ def parse_session(line: bytes) -> NewSession:
     clean = b"\\u0000" not in line
     title = _get(obj, "title", str, where)
     external_id = _get(obj, "external_id", str, where)
-    if not (title is None or _kept(title, TITLE_MAX)) or not (external_id is None or _kept(external_id, EXTERNAL_ID_MAX)):
-        title, external_id = _apply_rules(title, external_id, where)
+    try:  # the mutations' rules
+        title = None if title is None else sanitize_title(title)
+        external_id = None if external_id is None else check_external_id(external_id)
+    except RuleBroken as e:
+        raise LineError(f"{where}: {e}") from None
     metadata = _json(obj, "metadata", where)
     if metadata is None:
         metadata = {}
@@ -239,29 +243,6 @@ def parse_session(line: bytes) -> NewSession:
         turns=[parse_turn(t, f"turns[{i}]", clean) for i, t in enumerate(turns)],
         events=_events(obj, where, clean),
     )
-
-
-# The mutations' rules for a title and an external id live with the resolvers, and bring
-# GraphQL's error classes with them (a twentieth of a second to import): the common value,
-# printable ASCII with no space at either end and not too long, is one they keep as it is,
-# so only the others are given to them, and only then is GraphQL imported.
-TITLE_MAX, EXTERNAL_ID_MAX = 60, 255  # rules.MAX_TITLE_LENGTH, MAX_EXTERNAL_ID_LENGTH (a test holds them equal)
-
-
-def _kept(value: str, max_length: int) -> bool:
-    return 0 < len(value) <= max_length and value.isascii() and value.isprintable() and value[0] != " " != value[-1]
-
-
-def _apply_rules(title: str | None, external_id: str | None, where: str) -> tuple[str | None, str | None]:
-    from sessiongraph.resolvers.errors import BadUserInput
-    from sessiongraph.resolvers.rules import check_external_id, sanitize_title
-
-    try:
-        title = None if title is None else sanitize_title(title)
-        external_id = None if external_id is None else check_external_id(external_id)
-    except BadUserInput as e:
-        raise LineError(f"{where}: {e.message}") from None
-    return title, external_id
 
 
 # Lines are stored a batch at a time, so that the statements of a batch serve all of its
