@@ -236,8 +236,7 @@ def compile_node(run, graphql_type, details) -> NodeSelection | None:
     type_name = graphql_type.name
     if type_name not in READERS:
         return None
-    expressions = []
-    selection = NodeSelection(type_name, _no_build)
+    expressions, connections = [], []
     for key, field_details in run.child_fields(graphql_type, details).items():
         node = field_details[0].node
         name = node.name.value
@@ -253,11 +252,10 @@ def compile_node(run, graphql_type, details) -> NodeSelection | None:
             if connection is None:
                 return None
             expressions.append((key, "None"))
-            selection.connections.append((key, node, connection))
+            connections.append((key, node, connection))
         else:
             expressions.append((key, _reader(run, graphql_type, node)))
-    selection.build = _builder(expressions)
-    return selection
+    return NodeSelection(type_name, _builder(expressions), connections)
 
 
 def compile_attributes(run, graphql_type, details) -> NodeSelection | None:
@@ -276,21 +274,20 @@ def compile_attributes(run, graphql_type, details) -> NodeSelection | None:
         if not shape.leaf or shape.is_list:
             return None
         helper = f"_leaf{len(helpers)}"
-        helpers[helper] = _leaf(shape)
+        helpers[helper] = leaf_serializer(shape) if shape.non_null else _nullable(leaf_serializer(shape))
         expressions.append((key, f"{helper}(row.{runner.python_name})"))
     return NodeSelection(graphql_type.name, _builder(expressions, helpers), of_objects=True)
 
 
-def _leaf(shape):
-    """A leaf value's serialization, as graphql-core completes it; Fallback where it would
-    report an error."""
-    serialize, non_null, text, int32 = shape.serialize, shape.non_null, shape.text, shape.int32
+def leaf_serializer(shape):
+    """A non-null leaf value's serialization, as graphql-core completes it: a str of a
+    String or ID and an Int within 32 bits are their own; Fallback where graphql-core would
+    report an error (a null, a value the scalar refuses)."""
+    serialize, text, int32 = shape.serialize, shape.text, shape.int32
 
     def leaf(value):
         if value is None:
-            if non_null:
-                raise Fallback
-            return None
+            raise Fallback
         if text and type(value) is str:
             return value
         if int32 and type(value) is int and INT_MIN <= value <= INT_MAX:
@@ -301,6 +298,10 @@ def _leaf(shape):
         return serialized
 
     return leaf
+
+
+def _nullable(leaf):
+    return lambda value: None if value is None else leaf(value)
 
 
 def _reader(run, graphql_type, node: FieldNode) -> str:
@@ -354,10 +355,6 @@ def compile_connection(run, connection_type, details, fetched=None) -> Connectio
         else:
             return None
     return selection
-
-
-def _no_build(rows: list) -> list[dict]:
-    raise AssertionError("compiled selection used before it was built")
 
 
 def _builder(expressions: list[tuple[str, str]], helpers: dict | None = None) -> Callable[[list], list[dict]]:

@@ -472,18 +472,7 @@ class _Run:
 
     @staticmethod
     def _complete_leaves(key, shape, values, outs) -> None:
-        serialize = shape.serialize
-
-        def leaf(value):
-            if value is None:
-                raise Fallback
-            if shape.text and type(value) is str:
-                return value  # what String's and ID's serializers return for a str
-            serialized = serialize(value)
-            if serialized is None:
-                raise Fallback
-            return serialized
-
+        leaf = compiled.leaf_serializer(shape)
         for out, value in zip(outs, values, strict=True):
             if value is None:
                 if shape.non_null:
@@ -493,7 +482,7 @@ class _Run:
                 out[key] = [leaf(v) if (v is not None or shape.item_non_null) else None for v in value]
             elif shape.text and type(value) is str:
                 out[key] = value
-            elif shape.int32 and type(value) is int and -(2**31) <= value < 2**31:
+            elif shape.int32 and type(value) is int and compiled.INT_MIN <= value <= compiled.INT_MAX:
                 out[key] = value  # what Int's serializer returns for it
             else:
                 out[key] = leaf(value)
