@@ -24,7 +24,10 @@ class PlannedExecution(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
         document = context.graphql_document
-        if document is not None and not context.pre_execution_errors and context.result is None:
+        # Not again for an operation execute_planned already handed back (it would fall back
+        # the same way, after running the same statements).
+        declined = getattr(context.context, "planner_declined", False)
+        if document is not None and not context.pre_execution_errors and context.result is None and not declined:
             planner = planner_for(context.schema)
             plan = planner.plan(context.query or id(document), document, context.operation_name)
             if plan is not None:
@@ -57,7 +60,8 @@ async def execute_planned(schema, query: str, variables: dict | None, context, o
     if not getattr(schema, "planner", False) or not isinstance(query, str) or not query:
         return None
     try:
-        document_bytes, document = parse_document(schema.limits, query)
+        document_bytes = len(query.encode())
+        document = parse_document(schema.limits, query, document_bytes)
     except GraphQLError:
         return None
     cost, errors = check_document(schema, query, document, variables, DEFAULT_RULES)
@@ -70,6 +74,8 @@ async def execute_planned(schema, query: str, variables: dict | None, context, o
     try:
         data = await planner.execute(plan, context, variables)
     except Fallback:
+        PlannedExecution.fell_back += 1
+        context.planner_declined = True
         await context.release()  # normal execution starts from fresh loaders, as it would have
         return None
     PlannedExecution.answered += 1

@@ -48,7 +48,6 @@ class _Prepared:
     out, so the rows are what `execute` gives; a test holds the two equal."""
 
     def __init__(self, compiled) -> None:
-        self.compiled = compiled
         self.sql = compiled.string
         self.order = compiled.positiontup
         # Values the statement binds itself (a page size, LLM_PARTIAL); the caller's others.
@@ -108,6 +107,8 @@ class RequestContext:
         self.loaders = Loaders(self)
         self._connection: AsyncConnection | None = None
         self._driver = None  # the driver's own connection under it, once asked for
+        # Set when the planner handed this operation to normal execution (planner/extension.py).
+        self.planner_declined = False
         self._lock = asyncio.Lock()
 
     async def rows(self, statement, parameters: dict | None = None, reused: bool = False) -> list:
@@ -138,11 +139,7 @@ class RequestContext:
         from sessiongraph.resolvers.loaders import Loaders
 
         async with self._lock:
-            if self._connection is not None:
-                await self._connection.close()
-                self._connection = None
-                self._driver = None
-            self.loaders.drop()
+            await self._drop()
             self.loaders = Loaders(self)
 
     async def close(self) -> None:
@@ -150,8 +147,12 @@ class RequestContext:
             self.loaders.drop()
             return
         async with self._lock:
-            if self._connection is not None:
-                await self._connection.close()
-                self._connection = None
-                self._driver = None
-            self.loaders.drop()
+            await self._drop()
+
+    async def _drop(self) -> None:
+        """Returns the connection to the pool, forgets the rows cached; under the lock."""
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+            self._driver = None
+        self.loaders.drop()

@@ -285,14 +285,13 @@ def validate_cached(schema, query: str, document: DocumentNode, rules: tuple) ->
     return errors
 
 
-def parse_document(limits: Limits, query: str) -> tuple[int, DocumentNode]:
-    """(the document's size in bytes, the document), parsed once per text; a GraphQLError
-    when it is over the limits or does not parse."""
-    document_bytes = len(query.encode())
+def parse_document(limits: Limits, query: str, document_bytes: int) -> DocumentNode:
+    """The document of `query` (`document_bytes` long in UTF-8), parsed once per text; a
+    GraphQLError when it is over the limits or does not parse."""
     if document_bytes > limits.max_document_bytes:
         raise too_complex(f"The document is {document_bytes} bytes; the limit is {limits.max_document_bytes}.")
     try:
-        return document_bytes, parse_cached(query, limits.max_tokens)
+        return parse_cached(query, limits.max_tokens)
     except RecursionError:
         raise too_complex("The document is nested too deeply to parse.") from None
     except GraphQLSyntaxError as e:
@@ -347,8 +346,8 @@ class DocumentGuard(SchemaExtension):
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
         if context.graphql_document is None and context.query:
-            self.document_bytes = len(context.query.encode())
-            self.document_bytes, context.graphql_document = parse_document(self.limits, context.query)
+            self.document_bytes = len(context.query.encode())  # reported even when it is refused
+            context.graphql_document = parse_document(self.limits, context.query, self.document_bytes)
         yield
 
     def on_validate(self) -> Iterator[None]:

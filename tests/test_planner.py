@@ -18,7 +18,7 @@ from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.ids import to_global_id
 from sessiongraph.resolvers.pagination import encode_cursor
 from sessiongraph.schema import schema
-from tests.conftest import count_statements, event_, store, turn_
+from tests.conftest import api_key, count_statements, event_, store, turn_
 from tests.test_graphql_queries import DOCUMENTS
 
 without_planner = schema.configured(schema.limits, schema.introspection, planner=False)
@@ -140,6 +140,26 @@ async def test_the_planner_answers_the_nested_page_itself(engine, org, world):
     query = "{ sessions(first: 5) { edges { cursor node { id title turns(first: 2) { nodes { turn finalOutput events(first: 2) { nodes { seq message } } } } } } } }"
     expected, planned, planned_itself = await both_ways(engine, org.admin, query)
     assert planned_itself and planned == expected
+
+
+async def test_a_query_the_planner_hands_back_runs_its_statements_once_over_http(engine, org, world, client):
+    """Over HTTP a planned query skips Strawberry's pipeline; when the planner hands it back
+    (here a cursor no turns page issued), normal execution answers it, and the planner is
+    not tried a second time on the way: the request costs what `schema.execute` costs."""
+    query = '{ sessions(first: 2) { nodes { title turns(first: 1, after: "garbage") { nodes { id } } } } }'
+    headers = {"X-API-Key": await api_key(engine, org.alice)}
+    await client.post("/graphql", json={"query": "{ viewer { userId } }"}, headers=headers)  # the key, cached
+    with count_statements(engine) as over_http:
+        body = (await client.post("/graphql", json={"query": query}, headers=headers)).json()
+    assert {e["extensions"]["code"] for e in body["errors"]} == {"BAD_USER_INPUT"}
+    context = RequestContext(engine, org.alice)
+    try:
+        with count_statements(engine) as in_process:
+            result = await schema.execute(query, context_value=context)
+    finally:
+        await context.close()
+    assert orjson.loads(response(result)) == body
+    assert over_http.count == in_process.count
 
 
 async def statements_of(engine, viewer, query: str) -> list[str]:
