@@ -37,7 +37,7 @@ class App(Starlette):
 
 def create_app(settings: Settings | None = None, engine=None, socket_limits: SocketLimits | None = None) -> Starlette:
     settings = settings or Settings.from_env()
-    engine = engine or create_engine(settings.database_url)
+    engine = engine or create_engine(settings.database_url, pool_size=settings.db_pool_size)
 
     async def healthz(request):
         return PlainTextResponse("ok")

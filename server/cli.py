@@ -157,6 +157,7 @@ def parser() -> argparse.ArgumentParser:
         "--api-key-cache-seconds", type=float, metavar="SECONDS",
         help="how long a live API key is trusted before it is looked up again; a revocation from another process takes up to this long (5; 0: every request)",
     )
+    serve.add_argument("--db-pool-size", type=int, help="database connections kept open (20)")
     serve.add_argument("--apq-cache-bytes", type=int, help="memory for documents registered by APQ (10000000)")
     serve.set_defaults(run=cmd_serve)
 
