@@ -2,10 +2,12 @@
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 import orjson
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./sessiongraph.db"
 
@@ -21,18 +23,22 @@ def _json_loads(text: str | bytes):
         return json.loads(text)
 
 
-def _json_dumps(value) -> str:
+def json_dumps(value) -> str:
     try:
         return orjson.dumps(value).decode()
     except TypeError:  # what orjson will not write (integers beyond 64 bits): the json module
         return json.dumps(value)
 
 
-def create_engine(url: str, **kwargs) -> AsyncEngine:
+def create_engine(url: str, **kwargs) -> "AsyncEngine":
+    # Imported when used: `sessiongraph import` into SQLite mostly runs without SQLAlchemy.
+    from sqlalchemy import event
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     # JSON columns (metadata, payloads, agents) are encoded on every row written and decoded
     # on every row read: orjson does both several times faster than the json module.
     kwargs.setdefault("json_deserializer", _json_loads)
-    kwargs.setdefault("json_serializer", _json_dumps)
+    kwargs.setdefault("json_serializer", json_dumps)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
@@ -40,6 +46,11 @@ def create_engine(url: str, **kwargs) -> AsyncEngine:
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:
+    configure_sqlite(dbapi_connection)
+
+
+def configure_sqlite(dbapi_connection) -> None:
+    """Every SQLite connection's settings: the engine's, and the importer's own sqlite3 one."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")

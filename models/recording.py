@@ -12,7 +12,6 @@ import re
 import uuid
 import weakref
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
 from operator import attrgetter, itemgetter
@@ -21,57 +20,20 @@ from sqlalchemy import JSON, LargeBinary, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sessiongraph.models.new_sessions import (
+    NewEvent,
+    NewSession,
+    NewTurn,
+    Stored,
+    batch_keys,
+    fallback_output,
+    new_session_rows,
+    new_users,
+    turn_row,
+    unique_tasks,
+)
 from sessiongraph.models.tables import Event, Session, Turn, User
 from sessiongraph.models.types import UTCDateTime, sqlite_datetime_texts
-
-
-@dataclass(slots=True)
-class NewEvent:
-    type: str
-    timestamp: datetime
-    agent_id: str | None = None
-    content: bytes | None = None
-    payload: object = None
-    dedup_key: str | None = None
-    # SQLite's text of `timestamp` ("2025-01-01 06:00:00.000000"), when the importer read it
-    # in the form that text is cut from; else None. Not compared: the same event either way.
-    sqlite_timestamp: str | None = field(default=None, compare=False)
-
-
-@dataclass(slots=True)
-class NewTurn:
-    task_id: str
-    created_at: datetime
-    workflow_id: str | None = None
-    user_query: str | None = None
-    result: str | None = None
-    status: str = "COMPLETED"
-    completed_at: datetime | None = None
-    tokens_used: int = 0
-    duration_ms: int | None = None
-    events: list[NewEvent] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class NewSession:
-    org_id: uuid.UUID
-    user_id: uuid.UUID
-    created_at: datetime
-    session_id: uuid.UUID | None = None
-    external_id: str | None = None
-    title: str | None = None
-    token_budget: int | None = None
-    metadata: dict = field(default_factory=dict)
-    turns: list[NewTurn] = field(default_factory=list)
-    events: list[NewEvent] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class Stored:
-    session_id: uuid.UUID
-    created: bool
-    turns: int
-    events: int
 
 
 class OrganisationConflict(Exception):
@@ -107,7 +69,7 @@ async def store_session(connection: AsyncConnection, new: NewSession) -> Stored:
     existing = await _stored_session(connection, new)
     if existing is not None:
         known = set((await connection.scalars(select(Turn.task_id).where(Turn.session_id == existing.id))).all())
-        turns = [t for t in _unique_tasks(new.turns) if t.task_id not in known]
+        turns = [t for t in unique_tasks(new.turns) if t.task_id not in known]
         added = await add_turns(connection, existing.id, turns)
         return Stored(existing.id, False, len(turns), added)
 
@@ -138,18 +100,18 @@ async def _stored_session(connection: AsyncConnection, new: NewSession):
 
 
 async def store_new_sessions(connection: AsyncConnection, news: list[NewSession]) -> list[Stored] | None:
-    """Stores sessions that are all new, of users all known in their organisations, in a few
+    """Stores sessions that are all new, with their users when never seen, in a few
     statements for the lot; None, having written nothing, when any of them is not that
-    simple case (an existing session, an id twice, a user never seen or of another
-    organisation): `store_session` then takes them one by one."""
-    ids = [n.session_id for n in news if n.session_id is not None]
-    owned = [(n.user_id, n.external_id) for n in news if n.external_id is not None]
-    if len(set(ids)) != len(ids) or len(set(owned)) != len(owned):
+    simple case (an existing session, an id twice, a user of another organisation):
+    `store_session` then takes them one by one."""
+    keys = batch_keys(news)
+    if keys is None:
         return None
-    users = dict((await connection.execute(
+    ids, owned = keys
+    users = new_users(news, dict((await connection.execute(
         select(User.id, User.org_id).where(User.id.in_({n.user_id for n in news}))
-    )).all())
-    if any(users.get(n.user_id) != n.org_id for n in news):
+    )).all()))
+    if users is None:
         return None
     if ids and (await connection.execute(select(Session.id).where(Session.id.in_(ids)).limit(1))).first():
         return None
@@ -166,6 +128,8 @@ async def store_new_sessions(connection: AsyncConnection, news: list[NewSession]
         )).all()
         if not set(owned).isdisjoint(map(tuple, taken)):
             return None
+    if users:
+        await connection.execute(User.__table__.insert(), users)
     return await _insert_sessions(connection, news)
 
 
@@ -174,82 +138,36 @@ async def _insert_session(connection: AsyncConnection, new: NewSession) -> Store
 
 
 async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) -> list[Stored]:
-    """New sessions whole, in a few statements whatever their number and size: their figures,
-    and each turn's, are worked out here from what is being stored, as the incremental
-    writers below would have kept them. Seqs: a session's own events, then each turn's."""
-    sessions, turn_rows, stored = [], [], []
-    # The events' own columns, and those they take from their session and turn, are
-    # gathered column by column: a tuple or dictionary per event costs more than its insert.
-    events: list[NewEvent] = []
-    session_ids, workflow_ids, seqs = [], [], []
-    runs: list[tuple[uuid.UUID, int | None, int]] = []  # (session, turn position, events): turn ids come later
-    for new in news:
-        session_id = new.session_id or uuid.uuid4()
-        turns = _unique_tasks(new.turns)
-        count = len(new.events) + sum(len(t.events) for t in turns)
-        turn_times = [max(t.created_at, t.completed_at or t.created_at) for t in turns]
-        updated_at = max([new.created_at, *turn_times])
-        last_activity_at = max(chain([updated_at], map(_timestamp, new.events), *(map(_timestamp, t.events) for t in turns)))
-        sessions.append({
-            "id": session_id,
-            "org_id": new.org_id,
-            "user_id": new.user_id,
-            "external_id": new.external_id,
-            "title": new.title,
-            "token_budget": new.token_budget,
-            "metadata": new.metadata,
-            "created_at": new.created_at,
-            "updated_at": updated_at,
-            "last_activity_at": last_activity_at,
-            "turn_count": len(turns),
-            "tokens_used": sum(t.tokens_used for t in turns),
-            "event_count": count,
-            "deleted_at": None,
-            "deleted_by": None,
-        })
-        turn_rows += [_turn_row(session_id, position, t) for position, t in enumerate(turns, start=1)]
-        events += new.events
-        workflow_ids += [None] * len(new.events)
-        runs.append((session_id, None, len(new.events)))
-        for position, t in enumerate(turns, start=1):
-            events += t.events
-            workflow_ids += [t.workflow_id] * len(t.events)
-            runs.append((session_id, position, len(t.events)))
-        session_ids += [session_id] * count
-        seqs += range(1, count + 1)
-        stored.append(Stored(session_id, True, len(turns), count))
-    await _insert_many(connection, Session.__table__, _columns(sessions))
+    """New sessions whole, in a few statements whatever their number and size."""
+    rows = new_session_rows(news)
+    await _insert_many(connection, Session.__table__, _columns(rows.sessions))
     turn_ids: dict = {}
-    if turn_rows:
+    if rows.turns:
         # Read back by (session, position), as `_insert_read_back` does for one session.
-        await _insert_many(connection, Turn.__table__, _columns(turn_rows))
+        await _insert_many(connection, Turn.__table__, _columns(rows.turns))
         turn_ids = {
             (session_id, position): turn_id
             for session_id, position, turn_id in (await connection.execute(
-                select(Turn.session_id, Turn.position, Turn.id).where(Turn.session_id.in_([s["id"] for s in sessions]))
+                select(Turn.session_id, Turn.position, Turn.id).where(Turn.session_id.in_([s["id"] for s in rows.sessions]))
             )).all()
         }
-    if events:
-        event_turn_ids = []
-        for session_id, position, count in runs:
-            event_turn_ids += [None if position is None else turn_ids[session_id, position]] * count
+    if events := rows.events:
         columns = {name: list(map(attrgetter(name), events)) for name in _EVENT_FIELDS}
         if connection.dialect.name == "sqlite":  # the text the importer has, where it has it
             columns["timestamp"] = [
                 text or timestamp for text, timestamp in zip(map(_sqlite_timestamp, events), columns["timestamp"])
             ]
         await _insert_many(connection, Event.__table__, {
-            "session_id": session_ids,
-            "turn_id": event_turn_ids,
-            "seq": seqs,
-            "workflow_id": workflow_ids,
+            "session_id": rows.session_ids,
+            "turn_id": rows.event_turn_ids(turn_ids),
+            "seq": rows.seqs,
+            "workflow_id": rows.workflow_ids,
             **columns,
         })
-    return stored
+    return rows.stored
 
 
 _EVENT_FIELDS = ("type", "agent_id", "content", "timestamp", "payload", "dedup_key")
-_timestamp = attrgetter("timestamp")
 _sqlite_timestamp = attrgetter("sqlite_timestamp")
 
 # Rows a statement: one INSERT of many rows costs the database less than as many one-row
@@ -313,43 +231,6 @@ def _bound(column_type, dialect, values: list) -> list:
     return list(map(process, values))
 
 
-def _turn_row(session_id: uuid.UUID, position: int, turn: NewTurn) -> dict:
-    """A new turn's row, its figures worked out from the events it comes with."""
-    return {
-        "session_id": session_id,
-        "position": position,
-        "task_id": turn.task_id,
-        "workflow_id": turn.workflow_id,
-        "user_query": turn.user_query,
-        "result": turn.result,
-        "status": turn.status,
-        "created_at": turn.created_at,
-        "completed_at": turn.completed_at,
-        "tokens_used": turn.tokens_used,
-        "duration_ms": turn.duration_ms,
-        "fallback_output": _fallback_output(turn.events),
-        "agents": sorted({e.agent_id for e in turn.events if e.agent_id}),
-    }
-
-
-def _fallback_output(events: list[NewEvent]) -> str | None:
-    """The message of the first non-blank LLM_OUTPUT among `events`."""
-    return next(
-        (
-            message
-            for e in events
-            if e.type == "LLM_OUTPUT" and e.content is not None
-            and (message := e.content.decode("utf-8", "replace")).strip()
-        ),
-        None,
-    )
-
-
-def _unique_tasks(turns: list[NewTurn]) -> list[NewTurn]:
-    seen: set[str] = set()
-    return [t for t in turns if not (t.task_id in seen or seen.add(t.task_id))]
-
-
 async def add_turns(connection: AsyncConnection, session_id: uuid.UUID, turns: list[NewTurn]) -> int:
     """Adds turns (after the session's last) with their events; returns the events added."""
     if not turns:
@@ -362,7 +243,7 @@ async def add_turns(connection: AsyncConnection, session_id: uuid.UUID, turns: l
     )
     first_position = count - len(turns) + 1
     positions = range(first_position, first_position + len(turns))
-    rows = [_turn_row(session_id, position, t) for position, t in zip(positions, turns, strict=True)]
+    rows = [turn_row(session_id, position, t) for position, t in zip(positions, turns, strict=True)]
     ids = await _insert_read_back(connection, Turn, rows, Turn.position, session_id, positions)
     newest = max(max(t.created_at, t.completed_at or t.created_at) for t in turns)
     await _touch(connection, session_id, newest, updated=True)
@@ -459,7 +340,7 @@ async def _update_turn_figures(connection: AsyncConnection, turn_id: int, events
     agents = sorted(set(turn.agents) | {e.agent_id for e in events if e.agent_id})
     fallback = turn.fallback_output
     if fallback is None:
-        fallback = _fallback_output(events)
+        fallback = fallback_output(events)
     if agents != turn.agents or fallback != turn.fallback_output:
         await connection.execute(update(Turn).where(Turn.id == turn_id).values(agents=agents, fallback_output=fallback))
 

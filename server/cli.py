@@ -72,16 +72,11 @@ def cmd_serve(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from sessiongraph.importer import import_lines
-    from sessiongraph.migrations import upgrade_if_behind
-
-    async def run(engine):
-        await upgrade_if_behind(engine, args.url)
-        return await import_lines(engine, stream)
+    from sessiongraph.importer import import_file
 
     stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     with stream:
-        report = _run(run, args.url)
+        report = asyncio.run(import_file(args.url, stream))
     print(report.summary())
     return 1 if report.rejected else 0
 

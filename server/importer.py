@@ -10,30 +10,24 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import orjson
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sessiongraph.models import Event, Turn
-from sessiongraph.models.recording import (
-    NewEvent,
-    NewSession,
-    NewTurn,
-    OrganisationConflict,
-    OwnerConflict,
-    store_new_sessions,
-    store_session,
-)
+from sessiongraph.models import create_engine, sqlite_bulk
+from sessiongraph.models.new_sessions import NewEvent, NewSession, NewTurn
 from sessiongraph.resolvers.rules import RuleBroken, check_external_id, sanitize_title
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 TURN_STATUSES = {"RUNNING", "COMPLETED", "FAILED", "CANCELLED"}
 # What the columns hold on PostgreSQL (SQLite would take more): checked here so that a line
 # is accepted or rejected alike on both databases.
 INT_MAX = 2**31 - 1
-TASK_ID, WORKFLOW_ID = Turn.__table__.c.task_id.type.length, Turn.__table__.c.workflow_id.type.length
-EVENT_TYPE, AGENT_ID, DEDUP_KEY = (Event.__table__.c[name].type.length for name in ("type", "agent_id", "dedup_key"))
+# The columns' lengths (a test holds them to the tables', which would load SQLAlchemy here).
+TASK_ID = WORKFLOW_ID = AGENT_ID = DEDUP_KEY = 255
+EVENT_TYPE = 64
 
 
 class LineError(ValueError):
@@ -251,22 +245,42 @@ BATCH_LINES = 500
 BATCH_BYTES = 4_000_000
 
 
+async def import_file(url: str, stream: IO[bytes]) -> ImportReport:
+    """The command: the schema brought to the newest version when it is behind, then the
+    import. On a SQLite file the version is read with the sqlite3 module: no SQLAlchemy."""
+    from sessiongraph import migrations
+
+    if (path := sqlite_bulk.sqlite_path(url)) is None:
+        engine = create_engine(url)
+        try:
+            await migrations.upgrade_if_behind(engine, url)
+            return await import_lines(url, stream, engine=engine)
+        finally:
+            await engine.dispose()
+    with contextlib.closing(sqlite_bulk.connect(path)) as connection:
+        versions = sqlite_bulk.schema_version(connection)
+    if versions is None or versions != [migrations.head_revision()]:
+        await migrations.upgrade_async(url)
+    return await import_lines(url, stream)
+
+
 async def import_lines(
-    engine: AsyncEngine,
+    url: str,
     stream: IO[bytes],
     errors: IO[str] = sys.stderr,
     progress_every: float = 2.0,
     batch_lines: int = BATCH_LINES,
+    engine: "AsyncEngine | None" = None,
 ) -> ImportReport:
     """Stores every valid line whole, reports the others on `errors` with their line number
     and reason. Lines go in batches of new sessions, one transaction a batch; a batch that is
     not that simple case, or that the database refuses, is stored again line by line, each in
-    its own transaction, so that one bad line costs only itself."""
-    # One connection throughout: checking one out of the pool for every batch costs a round
-    # trip to reset it on return.
+    its own transaction, so that one bad line costs only itself. `engine`: the database's,
+    when the caller has one; else one is made when a line needs it (on a SQLite file, new
+    sessions go through the sqlite3 module itself)."""
     with _fewer_collections():
-        async with engine.connect() as connection:
-            importer = _Importer(connection, errors, progress_every)
+        importer = _Importer(url, engine, errors, progress_every)
+        try:
             batch: list[tuple[int, NewSession]] = []
             size = 0
             for number, line in enumerate(stream, start=1):
@@ -284,7 +298,9 @@ async def import_lines(
                     batch, size = [], 0
                     gc.collect(1)  # what a batch left in reference cycles, now that it is gone
             await importer.store(batch)
-            return importer.report
+        finally:
+            await importer.close()
+        return importer.report
 
 
 @contextlib.contextmanager
@@ -305,21 +321,39 @@ def _fewer_collections():
 
 
 class _Importer:
-    def __init__(self, connection, errors: IO[str], progress_every: float) -> None:
-        self.connection, self.errors, self.progress_every = connection, errors, progress_every
+    def __init__(self, url: str, engine: "AsyncEngine | None", errors: IO[str], progress_every: float) -> None:
+        self.url, self.engine, self.errors, self.progress_every = url, engine, errors, progress_every
+        self.own_engine = engine is None
+        self.connection = None  # the engine's, opened when first needed, then kept: checking
+        # one out of the pool for every batch costs a round trip to reset it on return
+        path = sqlite_bulk.sqlite_path(url)
+        self.sqlite = None if path is None else sqlite_bulk.connect(path)
         self.report = ImportReport()
         self.last_progress = time.monotonic()
+
+    async def _connection(self):
+        if self.connection is None:
+            if self.engine is None:
+                self.engine = create_engine(self.url)
+            self.connection = await self.engine.connect()
+        return self.connection
+
+    async def close(self) -> None:
+        if self.sqlite is not None:
+            self.sqlite.close()
+        if self.connection is not None:
+            await self.connection.close()
+        if self.own_engine and self.engine is not None:
+            await self.engine.dispose()
 
     async def store(self, batch: list[tuple[int, NewSession]]) -> None:
         if not batch:
             return
-        try:
-            async with self.connection.begin():
-                stored = await store_new_sessions(self.connection, [new for _, new in batch])
-        except (IntegrityError, DBAPIError) as e:
-            if isinstance(e, DBAPIError) and e.connection_invalidated:
-                raise
-            stored = None
+        news = [new for _, new in batch]
+        if self.sqlite is not None:
+            stored = sqlite_bulk.store_new_sessions(self.sqlite, news)
+        else:
+            stored = await self.store_new(news)
         if stored is None:
             for number, new in batch:
                 await self.store_line(number, new)
@@ -328,10 +362,30 @@ class _Importer:
                 self.count(one)
         self.progress(batch[-1][0])
 
-    async def store_line(self, number: int, new: NewSession) -> None:
+    async def store_new(self, news: list[NewSession]):
+        from sqlalchemy.exc import DBAPIError, IntegrityError
+
+        from sessiongraph.models.recording import store_new_sessions
+
+        connection = await self._connection()
         try:
-            async with self.connection.begin():
-                stored = await store_session(self.connection, new)
+            async with connection.begin():
+                return await store_new_sessions(connection, news)
+        except (IntegrityError, DBAPIError) as e:
+            if isinstance(e, DBAPIError) and e.connection_invalidated:
+                raise
+            return None
+
+    async def store_line(self, number: int, new: NewSession) -> None:
+        # SQLAlchemy only now: a line that is not the simple case (few are, in most imports).
+        from sqlalchemy.exc import DBAPIError, IntegrityError
+
+        from sessiongraph.models.recording import OrganisationConflict, OwnerConflict, store_session
+
+        connection = await self._connection()
+        try:
+            async with connection.begin():
+                stored = await store_session(connection, new)
         except OrganisationConflict:
             self.reject(number, f"user {new.user_id} belongs to another organisation than {new.org_id}")
         except OwnerConflict:

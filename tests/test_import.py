@@ -2,9 +2,11 @@
 lines reported with their number and reason, idempotent, streamed."""
 
 import base64
+import contextlib
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -18,7 +20,8 @@ from sqlalchemy.dialects import sqlite
 from sessiongraph import importer
 from sessiongraph.importer import _plain_event, import_lines, parse_event
 from sessiongraph.models import Event, Session, Turn, User
-from sessiongraph.models.recording import append_events
+from sessiongraph.models import sqlite_bulk
+from sessiongraph.models.recording import append_events, store_session
 from sessiongraph.models.types import UTCDateTime
 from sessiongraph.resolvers.context import Viewer
 from tests.conftest import count_statements, ok
@@ -76,8 +79,12 @@ def event(type_: str, message: str, second: int = 1, **changes) -> dict:
 async def import_bytes(engine, *lines: bytes, **kw):
     """Imports the lines; returns the report and what was written to standard error."""
     errors = io.StringIO()
-    report = await import_lines(engine, io.BytesIO(b"\n".join(lines) + b"\n"), errors=errors, **kw)
+    report = await import_lines(url_of(engine), io.BytesIO(b"\n".join(lines) + b"\n"), errors=errors, engine=engine, **kw)
     return report, errors.getvalue()
+
+
+def url_of(engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
 
 
 async def read(engine, session_id) -> dict:
@@ -102,7 +109,7 @@ async def test_contract_example_line_imports_through_the_command_line(engine):
     with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as f:
         f.write(line() + b"\n")
     try:
-        done = cli(str(engine.url.render_as_string(hide_password=False)), "import", f.name)
+        done = cli(url_of(engine), "import", f.name)
     finally:
         os.unlink(f.name)
     assert done.returncode == 0, done.stderr
@@ -215,7 +222,7 @@ async def test_a_line_failing_in_the_database_in_its_second_turn_stores_nothing_
 
 
 async def test_the_command_reports_rejected_lines_on_stderr_and_exits_non_zero(engine):
-    url = engine.url.render_as_string(hide_password=False)
+    url = url_of(engine)
     lines = [line(new_session()), b"not json", line(new_session()), line(without(new_session(), "org_id"))]
     done = cli(url, "import", "-", stdin=b"\n".join(lines) + b"\n")
     assert done.returncode != 0
@@ -375,14 +382,16 @@ async def test_a_session_imported_whole_is_stored_as_the_incremental_writers_sto
     insert, row by row. The same session, imported whole (in a batch, with others) or built
     up by those writers (its line without turns and events, then its events appended, then
     its turns added by importing the line again), is stored with the same values: on SQLite
-    the same text, numbers and bytes."""
-    whole, built = (
+    the same text, numbers and bytes. So is it stored alone by SQLAlchemy's writer of new
+    sessions (which SQLite's bulk path, through the sqlite3 module, leaves lines it does not
+    take to)."""
+    whole, built, alone = (
         new_session(external_id=name, title="Varied", token_budget=5, metadata={"k": ["v", 1]},
                     events=varied_events(150),
                     turns=[turn(f"t{n}", n, *varied_events(n * 40, n, f"t{n}-"), workflow_id=f"wf-{n}", tokens_used=n,
                                 completed_at=f"2025-10-28T07:0{n}:00+00:30")
                            for n in range(4)])
-        for name in ("whole", "built")
+        for name in ("whole", "built", "alone")
     )
     others = [new_session(events=varied_events(4)) for _ in range(3)]  # 398 events: 4 statements of 99 rows, and 2 rows
     report, errors = await import_bytes(engine, line(others[0]))  # the user is known: the rest is one batch
@@ -397,9 +406,12 @@ async def test_a_session_imported_whole_is_stored_as_the_incremental_writers_sto
     report, errors = await import_bytes(engine, line(built))
     assert (report.sessions_updated, report.events, errors) == (1, 240, "")
 
+    async with engine.begin() as connection:
+        assert (await store_session(connection, importer.parse_session(line(alone)))).created
+
     whole_rows, built_rows = await stored_rows(engine, whole["session_id"]), await stored_rows(engine, built["session_id"])
     assert len(whole_rows["events"]) == 150 + 240
-    assert whole_rows == built_rows
+    assert whole_rows == built_rows == await stored_rows(engine, alone["session_id"])
 
 
 def test_the_one_pass_event_check_takes_an_event_as_the_full_check_does():
@@ -445,19 +457,66 @@ def parse_session_fields(**fields) -> tuple:
 async def test_lines_are_stored_in_bounded_batches_as_they_are_read(engine):
     """The importer holds at most one batch of lines: each batch is written before the line
     after it is read, so a file of any size runs in the memory of one batch."""
-    inserted_when_read: list[int] = []
+    stored_when_read: list[int] = []
+    path = sqlite_bulk.sqlite_path(url_of(engine))
 
     def stream(counter):
         for n in range(5):
-            inserted_when_read.append(sum(s.startswith("INSERT INTO sessions") for s in counter.statements))
-            yield line(new_session(events=[event("OUTPUT", f"line {n}")]))
+            if path is None:  # PostgreSQL: the statements sent so far
+                stored_when_read.append(sum(s.startswith("INSERT INTO sessions") for s in counter.statements))
+            else:  # SQLite: new sessions go through the sqlite3 module, not the engine
+                with contextlib.closing(sqlite3.connect(path)) as connection:
+                    stored_when_read.append(connection.execute("SELECT count(*) FROM sessions").fetchone()[0])
+            yield line(new_session(user_id=str(uuid.uuid4()), events=[event("OUTPUT", f"line {n}")]))
 
     with count_statements(engine) as counter:
-        report = await import_lines(engine, stream(counter), errors=io.StringIO(), batch_lines=2)
+        report = await import_lines(url_of(engine), stream(counter), errors=io.StringIO(), batch_lines=2, engine=engine)
     assert report.sessions_created == 5
-    # Lines 0-1: a user never seen, so that batch goes line by line (two INSERTs) before
-    # line 2 is read; lines 2-3: one INSERT for the batch before line 4 is read.
-    assert inserted_when_read == [0, 0, 2, 2, 3]
+    # Lines 0-1 (of users never seen, added with them) are stored before line 2 is read,
+    # lines 2-3 before line 4: one INSERT a batch.
+    assert stored_when_read == ([0, 0, 1, 1, 2] if path is None else [0, 0, 2, 2, 4])
+
+
+async def test_users_never_seen_join_the_organisation_of_their_first_line(engine):
+    """A batch of new sessions adds the users it is the first to name, as a line at a time
+    would: in the organisation of their first line, at its creation time. A user named with
+    two organisations in one batch: the second line is rejected, the others stored."""
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    lines = [
+        new_session(user_id=first, created_at="2025-10-28T07:00:00Z"),
+        new_session(user_id=second, created_at="2025-10-28T08:00:00+01:00"),
+        new_session(user_id=first, created_at="2025-10-28T05:00:00Z"),
+        new_session(user_id=second, org_id=str(uuid.uuid4())),
+    ]
+    report, errors = await import_bytes(engine, *map(line, lines))
+    assert (report.sessions_created, report.rejected) == (3, 1)
+    assert errors.startswith(f"line 4: rejected: user {second} belongs to another organisation")
+    report, errors = await import_bytes(engine, *map(line, lines[:3]))  # a batch alone
+    assert (report.sessions_created, report.rejected, errors) == (0, 0, "")
+    async with engine.connect() as connection:
+        users = (await connection.execute(
+            select(User.id, User.org_id, User.created_at).where(User.id.in_([uuid.UUID(first), uuid.UUID(second)]))
+        )).all()
+    assert sorted((str(u.id), u.org_id, u.created_at.isoformat()) for u in users) == sorted([
+        (first, ORG, "2025-10-28T07:00:00+00:00"), (second, ORG, "2025-10-28T07:00:00+00:00"),
+    ])
+
+
+def test_the_columns_lengths_the_import_checks_are_the_tables():
+    assert (importer.TASK_ID, importer.WORKFLOW_ID) == (Turn.__table__.c.task_id.type.length, Turn.__table__.c.workflow_id.type.length)
+    assert (importer.EVENT_TYPE, importer.AGENT_ID, importer.DEDUP_KEY) == tuple(
+        Event.__table__.c[name].type.length for name in ("type", "agent_id", "dedup_key")
+    )
+
+
+def test_importing_into_a_sqlite_file_loads_no_sqlalchemy():
+    """The command's start-up: SQLAlchemy is a sixth of a large import's time, and a file of
+    new sessions into SQLite needs none of it."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, sessiongraph.cli, sessiongraph.importer; print('sqlalchemy' in sys.modules)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert loaded == "False"
 
 
 async def test_a_batch_with_a_bad_line_stores_every_other_line(engine):

@@ -1,0 +1,189 @@
+"""What a write brings (new sessions, turns and events), and the rows a batch of new sessions
+makes, figures included: shared by the SQLAlchemy writers (`recording`) and SQLite's bulk
+path (`sqlite_bulk`). Imports no SQLAlchemy, which `sessiongraph import` into SQLite spares."""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import chain
+from operator import attrgetter
+
+
+@dataclass(slots=True)
+class NewEvent:
+    type: str
+    timestamp: datetime
+    agent_id: str | None = None
+    content: bytes | None = None
+    payload: object = None
+    dedup_key: str | None = None
+    # SQLite's text of `timestamp` ("2025-01-01 06:00:00.000000"), when the importer read it
+    # in the form that text is cut from; else None. Not compared: the same event either way.
+    sqlite_timestamp: str | None = field(default=None, compare=False)
+
+
+@dataclass(slots=True)
+class NewTurn:
+    task_id: str
+    created_at: datetime
+    workflow_id: str | None = None
+    user_query: str | None = None
+    result: str | None = None
+    status: str = "COMPLETED"
+    completed_at: datetime | None = None
+    tokens_used: int = 0
+    duration_ms: int | None = None
+    events: list[NewEvent] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class NewSession:
+    org_id: uuid.UUID
+    user_id: uuid.UUID
+    created_at: datetime
+    session_id: uuid.UUID | None = None
+    external_id: str | None = None
+    title: str | None = None
+    token_budget: int | None = None
+    metadata: dict = field(default_factory=dict)
+    turns: list[NewTurn] = field(default_factory=list)
+    events: list[NewEvent] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Stored:
+    session_id: uuid.UUID
+    created: bool
+    turns: int
+    events: int
+
+
+def batch_keys(news: list[NewSession]) -> tuple[list, list] | None:
+    """The session ids and (user, external id) pairs that `news` names, which must all be
+    free for them to be stored as new; None when one is there twice (not that simple case)."""
+    ids = [n.session_id for n in news if n.session_id is not None]
+    owned = [(n.user_id, n.external_id) for n in news if n.external_id is not None]
+    if len(set(ids)) != len(ids) or len(set(owned)) != len(owned):
+        return None
+    return ids, owned
+
+
+def new_users(news: list[NewSession], known: dict) -> list[dict] | None:
+    """The user rows to add for `news`, given the organisation of each user `known` so far:
+    a user never seen joins the organisation of its first session, on that session's
+    creation time, as `ensure_user` has it line by line. None when a session's user belongs
+    to another organisation (that line is rejected: not the simple case)."""
+    orgs, rows = dict(known), []
+    for n in news:
+        if n.user_id not in orgs:
+            orgs[n.user_id] = n.org_id
+            rows.append({"id": n.user_id, "org_id": n.org_id, "created_at": n.created_at})
+        elif orgs[n.user_id] != n.org_id:
+            return None
+    return rows
+
+
+@dataclass(slots=True)
+class SessionRows:
+    """The rows of new sessions. The events' own columns, and those they take from their
+    session and turn, are gathered column by column: a tuple or dictionary per event costs
+    more than its insert."""
+
+    sessions: list[dict] = field(default_factory=list)
+    turns: list[dict] = field(default_factory=list)
+    events: list[NewEvent] = field(default_factory=list)
+    session_ids: list = field(default_factory=list)  # of each event
+    workflow_ids: list = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    runs: list[tuple[uuid.UUID, int | None, int]] = field(default_factory=list)  # (session, turn position, events)
+    stored: list[Stored] = field(default_factory=list)
+
+    def event_turn_ids(self, turn_ids: dict) -> list:
+        """Each event's turn id, given the new turns' ids by (session, position)."""
+        ids: list = []
+        for session_id, position, count in self.runs:
+            ids += [None if position is None else turn_ids[session_id, position]] * count
+        return ids
+
+
+def new_session_rows(news: list[NewSession]) -> SessionRows:
+    """New sessions' rows, their figures, and each turn's, worked out from what is being
+    stored, as the incremental writers would have kept them. Seqs: a session's own events,
+    then each turn's."""
+    rows = SessionRows()
+    for new in news:
+        session_id = new.session_id or uuid.uuid4()
+        turns = unique_tasks(new.turns)
+        count = len(new.events) + sum(len(t.events) for t in turns)
+        turn_times = [max(t.created_at, t.completed_at or t.created_at) for t in turns]
+        updated_at = max([new.created_at, *turn_times])
+        last_activity_at = max(chain([updated_at], map(_timestamp, new.events), *(map(_timestamp, t.events) for t in turns)))
+        rows.sessions.append({
+            "id": session_id,
+            "org_id": new.org_id,
+            "user_id": new.user_id,
+            "external_id": new.external_id,
+            "title": new.title,
+            "token_budget": new.token_budget,
+            "metadata": new.metadata,
+            "created_at": new.created_at,
+            "updated_at": updated_at,
+            "last_activity_at": last_activity_at,
+            "turn_count": len(turns),
+            "tokens_used": sum(t.tokens_used for t in turns),
+            "event_count": count,
+            "deleted_at": None,
+            "deleted_by": None,
+        })
+        rows.turns += [turn_row(session_id, position, t) for position, t in enumerate(turns, start=1)]
+        rows.events += new.events
+        rows.workflow_ids += [None] * len(new.events)
+        rows.runs.append((session_id, None, len(new.events)))
+        for position, t in enumerate(turns, start=1):
+            rows.events += t.events
+            rows.workflow_ids += [t.workflow_id] * len(t.events)
+            rows.runs.append((session_id, position, len(t.events)))
+        rows.session_ids += [session_id] * count
+        rows.seqs += range(1, count + 1)
+        rows.stored.append(Stored(session_id, True, len(turns), count))
+    return rows
+
+
+_timestamp = attrgetter("timestamp")
+
+
+def turn_row(session_id: uuid.UUID, position: int, turn: NewTurn) -> dict:
+    """A new turn's row, its figures worked out from the events it comes with."""
+    return {
+        "session_id": session_id,
+        "position": position,
+        "task_id": turn.task_id,
+        "workflow_id": turn.workflow_id,
+        "user_query": turn.user_query,
+        "result": turn.result,
+        "status": turn.status,
+        "created_at": turn.created_at,
+        "completed_at": turn.completed_at,
+        "tokens_used": turn.tokens_used,
+        "duration_ms": turn.duration_ms,
+        "fallback_output": fallback_output(turn.events),
+        "agents": sorted({e.agent_id for e in turn.events if e.agent_id}),
+    }
+
+
+def fallback_output(events: list[NewEvent]) -> str | None:
+    """The message of the first non-blank LLM_OUTPUT among `events`."""
+    return next(
+        (
+            message
+            for e in events
+            if e.type == "LLM_OUTPUT" and e.content is not None
+            and (message := e.content.decode("utf-8", "replace")).strip()
+        ),
+        None,
+    )
+
+
+def unique_tasks(turns: list[NewTurn]) -> list[NewTurn]:
+    seen: set[str] = set()
+    return [t for t in turns if not (t.task_id in seen or seen.add(t.task_id))]
