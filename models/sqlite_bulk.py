@@ -106,22 +106,20 @@ def _store(connection: sqlite3.Connection, news: list[NewSession], ids: list, ow
             )
         }
     if events := rows.events:
-        connection.executemany(
-            "INSERT INTO events (session_id, turn_id, seq, workflow_id, type, agent_id, content, timestamp, payload,"
-            " dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            zip(
-                chain.from_iterable([s["id"].hex] * s["event_count"] for s in rows.sessions),
-                rows.event_turn_ids(turn_ids),
-                rows.seqs,
-                rows.workflow_ids,
-                map(_type, events),
-                map(_agent_id, events),
-                map(_content, events),
-                [e.sqlite_timestamp or _time(e.timestamp) for e in events],
-                map(json_dumps, map(_payload, events)),
-                map(_dedup_key, events),
-            ),
-        )
+        _insert_columns(connection, "events", {
+            "session_id": list(chain.from_iterable([s["id"].hex] * s["event_count"] for s in rows.sessions)),
+            "turn_id": rows.event_turn_ids(turn_ids),
+            "seq": rows.seqs,
+            "workflow_id": rows.workflow_ids,
+            "type": list(map(_type, events)),
+            "agent_id": list(map(_agent_id, events)),
+            # A bytearray is bound as the same BLOB as bytes, without sqlite3's adaptation
+            # lookup, which costs bytes half a microsecond a value.
+            "content": [content if content is None else bytearray(content) for content in map(_content, events)],
+            "timestamp": [e.sqlite_timestamp or _time(e.timestamp) for e in events],
+            "payload": list(map(json_dumps, map(_payload, events))),
+            "dedup_key": list(map(_dedup_key, events)),
+        })
     return rows.stored
 
 
@@ -135,11 +133,17 @@ def _select(connection: sqlite3.Connection, sql: str, *lists: list) -> list[tupl
 
 def _insert(connection: sqlite3.Connection, table: str, rows: list[dict]) -> None:
     if rows:
-        names = list(rows[0])
-        connection.executemany(
-            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-            [tuple(row.values()) for row in rows],
-        )
+        _insert_columns(connection, table, {name: [row[name] for row in rows] for name in rows[0]})
+
+
+def _insert_columns(connection: sqlite3.Connection, table: str, columns: dict[str, list]) -> None:
+    """Inserts the rows whose values `columns` gives column by column. A column that is NULL
+    in every row is left to its default, NULL: sqlite3 binds None through its adaptation
+    lookup, a quarter of a microsecond a value."""
+    columns = {name: values for name, values in columns.items() if values.count(None) != len(values)}
+    connection.executemany(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", zip(*columns.values())
+    )
 
 
 def _time(value: datetime | None) -> str | None:
