@@ -2,6 +2,7 @@
 
 import asyncio
 from collections import OrderedDict
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from graphql import (
 from graphql.execution.collect_fields import FragmentDetails, collect_fields, collect_subfields
 from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.types.arguments import convert_arguments
+from strawberry.types.nodes import convert_selections
 
 from sessiongraph.planner import compiled
 from sessiongraph.planner.errors import Fallback
@@ -40,9 +42,16 @@ SKIP_INCLUDE = {"skip", "include"}
 
 @dataclass(slots=True)
 class PlannedInfo:
-    """What the resolvers under the planner may use of `info`: the context."""
+    """What the resolvers under the planner may use of `info`: the context and, as
+    Strawberry's Info has them, the fields selected under the field being resolved."""
 
     context: Any
+    run: Any = None
+    details: Any = ()
+
+    @property
+    def selected_fields(self) -> list:
+        return self.run.selected_fields(self.details)
 
 
 @dataclass(slots=True)
@@ -110,6 +119,7 @@ class _Learnt:
     arguments: dict = field(default_factory=dict)
     subfields: dict = field(default_factory=dict)
     selections: dict = field(default_factory=dict)
+    selected_fields: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -299,6 +309,7 @@ class _Run:
         self.subfields = plan.subfields if plan.static else learnt.subfields
         self.selections = plan.compiled if plan.static else learnt.selections
         self.run_arguments = learnt.arguments
+        self.learnt = learnt
 
     def root_fields(self, query_type):
         key = ("root",)
@@ -320,6 +331,17 @@ class _Run:
                 details,
             ).grouped_field_set
         return self.subfields[key]
+
+    def selected_fields(self, details) -> list:
+        """Strawberry's `info.selected_fields` of a field (its directives' and arguments'
+        variables are this run's: learnt once per set of variables)."""
+        key = tuple(id(d.node) for d in details)
+        found = self.learnt.selected_fields.get(key)
+        if found is None:
+            fragments = {name: f.definition for name, f in self.plan.fragments.items()}
+            nodes = SimpleNamespace(fragments=fragments, variable_values=self.variables)
+            found = self.learnt.selected_fields[key] = convert_selections(nodes, [d.node for d in details])
+        return found
 
     def compiled_selection(self, graphql_type, details):
         """The compiled selection of `details` on this type, None where there is none."""
@@ -381,7 +403,7 @@ class _Run:
             runner = self.planner._runners[parent_type.name, name]
             kwargs = self.argument_values(runner, field_def, node)
             if runner.takes_info:
-                kwargs = {**kwargs, runner.takes_info: self.info}
+                kwargs = {**kwargs, runner.takes_info: PlannedInfo(self.info.context, self, details)}
             if runner.resolver is None:
                 attribute = runner.python_name
                 values = [getattr(source, attribute) for source in sources]

@@ -99,7 +99,9 @@ def _list_statements(admin: bool, order_field: str, descending: bool, forward: b
     fetch_descending = descending == forward
     ordering = (order_column.desc(), Session.id.desc()) if fetch_descending else (order_column, Session.id)
     page = select(*SESSION_COLUMNS).where(*conditions).order_by(*ordering).limit(bindparam("limit"))
-    return page, count
+    # The same page with the total on each row (counted once: the subquery is uncorrelated).
+    counted = page.add_columns(count.correlate(None).scalar_subquery().label("total_count"))
+    return page, counted, count
 
 
 async def list_sessions(
@@ -111,7 +113,10 @@ async def list_sessions(
     where: SessionListFilter,
     order_field: str,
     descending: bool,
+    with_total: bool = False,
 ) -> Page:
+    """One page of the caller's sessions. `with_total`: the total is fetched with the page,
+    in its statement (when `totalCount` is selected), instead of by a statement of its own."""
     args = PageArgs.parse(first, after, last, before, SESSIONS_PAGE)
     order_name = ORDER_COLUMNS[order_field].name
     scope = f"{order_field}:{'DESC' if descending else 'ASC'}"
@@ -132,16 +137,18 @@ async def list_sessions(
     for name, cursor in (("after", args.after), ("before", args.before)):
         if cursor is not None:
             parameters[f"{name}_key"], parameters[f"{name}_id"] = cursor_key(cursor)
-    page, count_statement = _list_statements(
+    page, counted, count_statement = _list_statements(
         viewer.is_admin, order_field, descending, args.forward, args.after is not None, args.before is not None, where.shape()
     )
-    rows = await ctx.rows(page, {**parameters, "limit": args.limit + 1}, reused=True)
+    rows = await ctx.rows(counted if with_total else page, {**parameters, "limit": args.limit + 1}, reused=True)
 
     def cursor(row) -> str:
         value = getattr(row, order_name)
         return encode_cursor("sessions", scope, value.isoformat() if is_time else value, row.id.hex)
 
     async def count() -> int:
+        if with_total and rows:
+            return rows[0].total_count
         return (await ctx.rows(count_statement, count_parameters, reused=True))[0][0]
 
     return cut_page(rows, args, cursor, count)

@@ -5,6 +5,8 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 
+from strawberry.types.nodes import SelectedField
+
 from sessiongraph.resolvers.pagination import Page
 
 NodeType = TypeVar("NodeType")
@@ -51,3 +53,22 @@ class Connection(Generic[NodeType]):
     @strawberry.field(description="All that match, across pages.")
     async def total_count(self) -> int:
         return await self.page.count()
+
+
+def selects(info, name: str) -> bool:
+    """Whether the field being resolved selects `name` on its result, in fragments too and
+    as @skip/@include decide (from `info.selected_fields`)."""
+    return any(_selects(field.selections, name) for field in info.selected_fields)
+
+
+def _selects(selections, name: str) -> bool:
+    for selection in selections:
+        directives = selection.directives
+        if directives.get("skip", {}).get("if") is True or directives.get("include", {}).get("if") is False:
+            continue
+        if isinstance(selection, SelectedField):
+            if selection.name == name:
+                return True
+        elif _selects(selection.selections, name):
+            return True
+    return False

@@ -3,7 +3,7 @@
 import strawberry
 
 from sessiongraph.resolvers import queries
-from sessiongraph.schema.connections import Connection
+from sessiongraph.schema.connections import Connection, selects
 from sessiongraph.schema.inputs import OrderDirection, SessionFilter, SessionOrder
 from sessiongraph.schema.types import NODE_TYPES, Node, Session, Viewer
 
@@ -65,6 +65,7 @@ class Query:
             where,
             order_by.field.value,
             order_by.direction is OrderDirection.DESC,
+            with_total=selects(info, "totalCount"),
         )
         return Connection.of(page, Session.from_row)
 

@@ -89,7 +89,7 @@ def check_cursors(connection: dict) -> None:
     assert info["endCursor"] == (edges[-1]["cursor"] if edges else None)
 
 
-async def walk(parent: Parent, size: int, forward: bool) -> list[list[str]]:
+async def walk(parent: Parent, size: int, forward: bool, total: int) -> list[list[str]]:
     """The pages of `size` from one end to the other: `first`/`after` forward, else
     `last`/`before`; each page checked against its pageInfo."""
     ahead, behind, take, cursor_arg, cursor_field = (
@@ -101,6 +101,7 @@ async def walk(parent: Parent, size: int, forward: bool) -> list[list[str]]:
     for _ in range(50):
         connection = await parent.page(**{take: size, cursor_arg: cursor})
         check_cursors(connection)
+        assert connection["totalCount"] == total  # all of them, whatever the page
         assert connection["pageInfo"][behind] == bool(pages)
         assert len(connection["edges"]) <= size
         pages.append(ids(connection))
@@ -128,8 +129,17 @@ async def test_walking_forward_and_backward_visits_every_item_once(engine, org, 
     everything = await parent.page(first=100)
     items = ids(everything)
     assert len(set(items)) == everything["totalCount"] == 7
-    assert await walk(parent, size, forward=True) == forward_pages(items, size)
-    assert await walk(parent, size, forward=False) == backward_pages(items, size)
+    assert await walk(parent, size, forward=True, total=7) == forward_pages(items, size)
+    assert await walk(parent, size, forward=False, total=7) == backward_pages(items, size)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_page_past_either_end_is_empty_and_still_counts_them_all(engine, org, kind):
+    parent = await make(engine, org, kind, 4)
+    end = (await parent.page(first=100))["pageInfo"]
+    for args in ({"first": 2, "after": end["endCursor"]}, {"last": 2, "before": end["startCursor"]}):
+        connection = await parent.page(**args)
+        assert (connection["edges"], connection["totalCount"]) == ([], 4)
 
 
 async def test_turns_and_events_are_oldest_first(engine, org):
@@ -175,8 +185,8 @@ async def test_session_pages_never_overlap_or_skip_across_ties_in_every_order(en
     parent = Parent(engine, org.alice, "sessions", None, {"order": order})
     items = ids(await parent.page(first=100))
     assert len(set(items)) == 9
-    assert sum(await walk(parent, 2, forward=True), []) == items
-    assert sum(reversed(await walk(parent, 2, forward=False)), []) == items
+    assert sum(await walk(parent, 2, forward=True, total=9), []) == items
+    assert sum(reversed(await walk(parent, 2, forward=False, total=9)), []) == items
 
 
 async def test_session_cursor_survives_the_deletion_of_its_session(engine, org):

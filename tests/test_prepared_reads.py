@@ -33,11 +33,12 @@ async def test_driver_rows_are_sqlalchemy_rows(engine, org):
         statements = []
         where = queries.SessionListFilter()
         viewer = {"org_id": org.alice.org_id, "user_id": org.alice.user_id}
-        page, count = queries._list_statements(False, "CREATED_AT", True, True, False, False, where.shape())
-        statements += [(page, {**viewer, "limit": 2}), (count, viewer)]
+        page, counted, count = queries._list_statements(False, "CREATED_AT", True, True, False, False, where.shape())
+        statements += [(page, {**viewer, "limit": 2}), (counted, {**viewer, "limit": 2}), (count, viewer)]
         last = (await context.rows(page, {**viewer, "limit": 2}))[-1]
-        page, _ = queries._list_statements(False, "CREATED_AT", True, True, True, False, where.shape())
-        statements.append((page, {**viewer, "limit": 2, "after_key": last.created_at, "after_id": last.id}))
+        page, counted, _ = queries._list_statements(False, "CREATED_AT", True, True, True, False, where.shape())
+        after = {**viewer, "limit": 2, "after_key": last.created_at, "after_id": last.id}
+        statements += [(page, after), (counted, after)]
         turn_ids = [row.id for row in await context.rows(select(Turn.id))]
         array = engine.dialect.name == "postgresql"
         for columns in (None, ("id", "position", "created_at", "agents")):
