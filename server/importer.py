@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING
 
 import orjson
 
+from sessiongraph import migrations
 from sessiongraph.models import create_engine, sqlite_bulk
 from sessiongraph.models.new_sessions import NewEvent, NewSession, NewTurn
 from sessiongraph.resolvers.rules import RuleBroken, check_external_id, sanitize_title
@@ -248,8 +249,6 @@ BATCH_BYTES = 4_000_000
 async def import_file(url: str, stream: IO[bytes]) -> ImportReport:
     """The command: the schema brought to the newest version when it is behind, then the
     import. On a SQLite file the version is read with the sqlite3 module: no SQLAlchemy."""
-    from sessiongraph import migrations
-
     if (path := sqlite_bulk.sqlite_path(url)) is None:
         engine = create_engine(url)
         try:
@@ -259,7 +258,7 @@ async def import_file(url: str, stream: IO[bytes]) -> ImportReport:
             await engine.dispose()
     with contextlib.closing(sqlite_bulk.connect(path)) as connection:
         versions = sqlite_bulk.schema_version(connection)
-    if versions is None or versions != [migrations.head_revision()]:
+    if versions != [migrations.head_revision()]:  # or unknown: Alembic decides
         await migrations.upgrade_async(url)
     return await import_lines(url, stream)
 
@@ -324,8 +323,9 @@ class _Importer:
     def __init__(self, url: str, engine: "AsyncEngine | None", errors: IO[str], progress_every: float) -> None:
         self.url, self.engine, self.errors, self.progress_every = url, engine, errors, progress_every
         self.own_engine = engine is None
-        self.connection = None  # the engine's, opened when first needed, then kept: checking
-        # one out of the pool for every batch costs a round trip to reset it on return
+        # The engine's connection, opened when first needed, then kept: checking one out of
+        # the pool for every batch costs a round trip to reset it on return.
+        self.connection = None
         path = sqlite_bulk.sqlite_path(url)
         self.sqlite = None if path is None else sqlite_bulk.connect(path)
         self.report = ImportReport()
