@@ -21,8 +21,12 @@ MAX_PAGE_SIZE = 100
 MAX_INT_KEY = 2**31 - 1
 
 
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def encode_cursor(connection: str, scope: str, *key: Any) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([connection, scope, *key])).decode()
+    """`key`: JSON values, or datetimes (written as their isoformat())."""
+    return binascii.b2a_base64(orjson.dumps([connection, scope, *key]), newline=False).translate(_URL_SAFE).decode()
 
 
 def decode_cursor(cursor: str, connection: str, scope: str, key_types: Sequence[type]) -> tuple:

@@ -143,8 +143,8 @@ async def list_sessions(
     rows = await ctx.rows(counted if with_total else page, {**parameters, "limit": args.limit + 1}, reused=True)
 
     def cursor(row) -> str:
-        value = getattr(row, order_name)
-        return encode_cursor("sessions", scope, value.isoformat() if is_time else value, row.id.hex)
+        # A time is written as its isoformat(), by orjson itself (without the call).
+        return encode_cursor("sessions", scope, getattr(row, order_name), row.id.hex)
 
     async def count() -> int:
         if with_total and rows:

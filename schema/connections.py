@@ -28,17 +28,22 @@ class Edge(Generic[NodeType]):
 
 @strawberry.type
 class Connection(Generic[NodeType]):
-    nodes: list[NodeType]
     page: strawberry.Private[Page]
+    build: strawberry.Private[Any]  # a row -> its node
 
     @classmethod
     def of(cls, page: Page, build: Any) -> "Connection":
-        return cls(nodes=[build(row) for row in page.rows], page=page)
+        # Nodes are made only when selected: the planner reads a connection's rows itself.
+        return cls(page=page, build=build)
+
+    @strawberry.field
+    def nodes(self) -> list[NodeType]:
+        return list(map(self.build, self.page.rows))
 
     @strawberry.field
     def edges(self) -> list[Edge[NodeType]]:
-        cursor = self.page.cursor
-        return [Edge(cursor=cursor(row), node=node) for row, node in zip(self.page.rows, self.nodes)]
+        cursor, build = self.page.cursor, self.build
+        return [Edge(cursor=cursor(row), node=build(row)) for row in self.page.rows]
 
     @strawberry.field
     def page_info(self) -> PageInfo:
