@@ -40,18 +40,18 @@ async def test_driver_rows_are_sqlalchemy_rows(engine, org):
         after = {**viewer, "limit": 2, "after_key": last.created_at, "after_id": last.id}
         statements += [(page, after), (counted, after)]
         turn_ids = [row.id for row in await context.rows(select(Turn.id))]
-        array = engine.dialect.name == "postgresql"
+        dialect = engine.dialect.name
         for columns in (None, ("id", "position", "created_at", "agents")):
             chosen, _ = _chosen_columns(TURN_COLUMNS, columns, None, "session_id")
             keys = [PageKey(s, 2, True, None, None, None, columns) for s in sessions]
-            statements.append(page_statement(keys, chosen, Turn.session_id, Turn.position, None, array))
+            statements.append(page_statement(keys, chosen, Turn.session_id, Turn.position, None, dialect))
         for columns in (None, ("id", "seq", "content", "timestamp", "session_created_at"), ("id", "seq", "payload")):
             for parent, ids, name in ((Event.turn_id, turn_ids, "turn_id"), (Event.session_id, sessions, "session_id")):
                 chosen, joined = _chosen_columns(EVENT_COLUMNS, columns, EVENTS_WITH_SESSION, name)
                 for forward in (True, False):
                     keys = [PageKey(i, 2, forward, None, None, EventFilter(None, False), columns) for i in ids]
-                    statements.append(page_statement(keys, chosen, parent, Event.seq, joined, array))
-                    statements.append(page_statement(keys[:1], chosen, parent, Event.seq, joined, array))
+                    statements.append(page_statement(keys, chosen, parent, Event.seq, joined, dialect))
+                    statements.append(page_statement(keys[:1], chosen, parent, Event.seq, joined, dialect))
         for statement, parameters in statements:
             expected = await context.rows(statement, parameters)
             with count_statements(engine) as counter:  # what watches the engine sees it too
@@ -61,7 +61,7 @@ async def test_driver_rows_are_sqlalchemy_rows(engine, org):
             assert [type(row) for row in found] == [type(row) for row in expected]
             assert [[type(v) for v in row] for row in found] == [[type(v) for v in row] for row in expected]
             assert [row._fields for row in found] == [row._fields for row in expected]
-        if engine.dialect.name == "postgresql":  # every one of them took the driver's way
-            assert all(_prepared(s, engine.dialect) is not None for s, _ in statements)
+        # Every one of them took the driver's way, on both databases.
+        assert all(_prepared(s, engine.dialect) is not None for s, _ in statements)
     finally:
         await context.close()
