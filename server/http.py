@@ -188,11 +188,13 @@ class Deadlines:
         self._running: dict[asyncio.Task, float] = {}  # all deadlines `seconds` on: in their order
         self._stopped: set[asyncio.Task] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._loop = None  # the timer's
 
     def start(self, task: asyncio.Task) -> None:
         loop = task.get_loop()
         self._running[task] = loop.time() + self.seconds
-        if self._timer is None:
+        if self._timer is None or self._loop is not loop:  # none yet, or on a loop now gone
+            self._loop = loop
             self._timer = loop.call_later(self.tick, self._sweep, loop)
 
     def end(self, task: asyncio.Task) -> bool:
@@ -204,6 +206,8 @@ class Deadlines:
         return False
 
     def _sweep(self, loop) -> None:
+        if loop is not self._loop:
+            return
         now = loop.time()
         late = []
         for task, deadline in self._running.items():
