@@ -2,8 +2,8 @@
 
 import asyncio
 from collections import OrderedDict
-from types import SimpleNamespace
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import orjson

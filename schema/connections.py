@@ -4,7 +4,6 @@ selected, `totalCount` is counted only when selected."""
 from typing import Any, Generic, TypeVar
 
 import strawberry
-
 from strawberry.types.nodes import SelectedField
 
 from sessiongraph.resolvers.pagination import Page
