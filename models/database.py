@@ -2,6 +2,7 @@
 
 import json
 import os
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import orjson
@@ -60,6 +61,18 @@ def configure_sqlite(dbapi_connection) -> None:
     # SQLite's own lower() folds ASCII only; the session search must ignore case in any
     # script, as PostgreSQL's does.
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def sqlite_time_text(value: datetime | None) -> str | None:
+    """The text a UTCDateTime column keeps on SQLite, as its bind processor makes it: the
+    instant in UTC (a naive datetime taken as UTC), microseconds always, no offset
+    ("2025-01-01 06:00:00.000000"). Several times faster than the processor, and without
+    SQLAlchemy (the import into SQLite writes it through sqlite3)."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _lower(value):

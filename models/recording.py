@@ -33,7 +33,8 @@ from sessiongraph.models.new_sessions import (
     unique_tasks,
 )
 from sessiongraph.models.tables import Event, Session, Turn, User
-from sessiongraph.models.types import UTCDateTime, sqlite_datetime_texts
+from sessiongraph.models.database import sqlite_time_text
+from sessiongraph.models.types import UTCDateTime
 
 
 class OrganisationConflict(Exception):
@@ -217,7 +218,8 @@ def _bound(column_type, dialect, values: list) -> list:
     if process is None:
         return values
     if isinstance(column_type, UTCDateTime) and dialect.name == "sqlite":
-        return sqlite_datetime_texts(values, process)
+        # A str is that text already (the importer's, cut from its input).
+        return [value if type(value) is str else sqlite_time_text(value) for value in values]
     if isinstance(column_type, JSON) and dialect.name == "sqlite" and not column_type.none_as_null:
         # What the processor does with a plain value (not one of SQLAlchemy's NULL markers,
         # which nothing written here holds): the engine's serializer, called without it.

@@ -6,11 +6,10 @@ datetime's text, JSON's text); what is not the simple case is left to `recording
 import re
 import sqlite3
 import uuid
-from datetime import UTC, datetime
 from itertools import chain
 from operator import attrgetter
 
-from sessiongraph.models.database import configure_sqlite, json_dumps
+from sessiongraph.models.database import configure_sqlite, json_dumps, sqlite_time_text
 from sessiongraph.models.new_sessions import NewSession, Stored, batch_keys, new_session_rows, new_users
 
 _FILE_URL = re.compile(r"sqlite(?:\+aiosqlite)?:///([^?]+)")
@@ -76,7 +75,7 @@ def _store(connection: sqlite3.Connection, news: list[NewSession], ids: list, ow
         if not {(user_id.hex, external_id) for user_id, external_id in owned}.isdisjoint(taken):
             return None
     _insert(connection, "users", [
-        {"id": u["id"].hex, "org_id": u["org_id"].hex, "created_at": _time(u["created_at"])} for u in users
+        {"id": u["id"].hex, "org_id": u["org_id"].hex, "created_at": sqlite_time_text(u["created_at"])} for u in users
     ])
     rows = new_session_rows(news)
     _insert(connection, "sessions", [{
@@ -85,17 +84,17 @@ def _store(connection: sqlite3.Connection, news: list[NewSession], ids: list, ow
         "org_id": s["org_id"].hex,
         "user_id": s["user_id"].hex,
         "metadata": json_dumps(s["metadata"]),
-        "created_at": _time(s["created_at"]),
-        "updated_at": _time(s["updated_at"]),
-        "last_activity_at": _time(s["last_activity_at"]),
+        "created_at": sqlite_time_text(s["created_at"]),
+        "updated_at": sqlite_time_text(s["updated_at"]),
+        "last_activity_at": sqlite_time_text(s["last_activity_at"]),
     } for s in rows.sessions])
     turn_ids: dict = {}
     if rows.turns:
         _insert(connection, "turns", [{
             **t,
             "session_id": t["session_id"].hex,
-            "created_at": _time(t["created_at"]),
-            "completed_at": _time(t["completed_at"]),
+            "created_at": sqlite_time_text(t["created_at"]),
+            "completed_at": sqlite_time_text(t["completed_at"]),
             "agents": json_dumps(t["agents"]),
         } for t in rows.turns])
         by_hex = {s["id"].hex: s["id"] for s in rows.sessions}
@@ -116,7 +115,7 @@ def _store(connection: sqlite3.Connection, news: list[NewSession], ids: list, ow
             # A bytearray is bound as the same BLOB as bytes, without sqlite3's adaptation
             # lookup, which costs bytes half a microsecond a value.
             "content": [content if content is None else bytearray(content) for content in map(_content, events)],
-            "timestamp": [e.sqlite_timestamp or _time(e.timestamp) for e in events],
+            "timestamp": [e.sqlite_timestamp or sqlite_time_text(e.timestamp) for e in events],
             "payload": list(map(json_dumps, map(_payload, events))),
             "dedup_key": list(map(_dedup_key, events)),
         })
@@ -144,13 +143,4 @@ def _insert_columns(connection: sqlite3.Connection, table: str, columns: dict[st
     connection.executemany(
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", zip(*columns.values())
     )
-
-
-def _time(value: datetime | None) -> str | None:
-    """SQLite's text of a datetime as the UTCDateTime column stores it: in UTC, microseconds
-    always, no offset ("2025-01-01 06:00:00.000000")."""
-    if value is None:
-        return None
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
 

@@ -67,16 +67,3 @@ class UTCDateTime(TypeDecorator):
 
         return process
 
-
-def sqlite_datetime_texts(values: list, process) -> list:
-    """What `process`, the bind processor of a UTCDateTime column on SQLite, makes of each
-    of `values`, several times faster for the aware UTC datetimes nearly all of them are:
-    SQLite's DATETIME text ("2025-01-01 06:00:00.000000") is their ISO form with a space,
-    microseconds always, and the offset ("+00:00") cut. A str among `values` is that text
-    already (the importer's, cut from its input), and kept."""
-    return [
-        value if type(value) is str
-        else value.isoformat(" ", "microseconds")[:26] if value is not None and value.tzinfo is UTC
-        else process(value)
-        for value in values
-    ]

@@ -52,3 +52,15 @@ async def test_stored_times_read_back_as_the_same_utc_instants(engine, org):
     expected = [v if v.tzinfo else v.replace(tzinfo=UTC) for v in STORED]
     assert read[:-1] == expected and all(v.tzinfo is UTC for v in read[:-1])
     assert read[-1] is None
+
+
+def test_sqlite_time_text_is_what_the_column_type_binds():
+    """The importer's sqlite3 path and the bulk writers store SQLite's text through
+    `sqlite_time_text`; it must be what SQLAlchemy's UTCDateTime would bind."""
+    from sqlalchemy.dialects import sqlite
+
+    from sessiongraph.models.database import sqlite_time_text
+    from sessiongraph.models.types import UTCDateTime
+
+    process = UTCDateTime()._cached_bind_processor(sqlite.dialect())
+    assert [sqlite_time_text(v) for v in [*STORED, None]] == [process(v) for v in [*STORED, None]]
