@@ -9,9 +9,9 @@ import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Hashable
-from operator import itemgetter
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 
 from sqlalchemy import any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY

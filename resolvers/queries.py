@@ -4,7 +4,6 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-
 from functools import lru_cache
 
 from sqlalchemy import bindparam, false, func, select, tuple_
