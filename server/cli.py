@@ -67,8 +67,9 @@ def cmd_serve(args) -> int:
         # else uses them, and reading them cost about a tenth of a small query's time.
         proxy_headers=args.access_log,
         # Explicit, so a missing extra fails at start instead of silently serving slower.
+        # httptools' protocol, writing each response in one piece (sessiongraph/protocol.py).
         loop="uvloop",
-        http="httptools",
+        http="sessiongraph.protocol:OneWriteHttpToolsProtocol",
         env_file=None,
     )
     return 0
