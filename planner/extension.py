@@ -7,7 +7,7 @@ from graphql import ExecutionResult, GraphQLError, specified_rules
 from strawberry.extensions import SchemaExtension
 
 from sessiongraph.planner.plan import Fallback, Planner
-from sessiongraph.schema.limits import check_document, cost_extension, parse_document
+from sessiongraph.schema.limits import check_document, cost_extension, cost_reads_variables, parse_document
 
 DEFAULT_RULES = tuple(specified_rules)  # what Strawberry validates with
 
@@ -59,18 +59,27 @@ async def execute_planned(schema, query: str, variables: dict | None, context, o
     caller runs `schema.execute`, which gives that answer as it always does."""
     if not getattr(schema, "planner", False) or not isinstance(query, str) or not query:
         return None
-    try:
-        document_bytes = len(query.encode())
-        document = parse_document(schema.limits, query, document_bytes)
-    except GraphQLError:
-        return None
-    cost, errors = check_document(schema, query, document, variables, DEFAULT_RULES)
-    if errors:
-        return None
     planner = planner_for(schema)
-    plan = planner.plan(query, document, operation_name)
-    if plan is None:
-        return None
+    # A document whose cost reads no variables passes or fails its checks whatever they are:
+    # once it has passed, it is one lookup away from its plan and its cost report.
+    ready = planner.ready.get((query, operation_name))
+    if ready is not None:
+        plan, extensions = ready
+    else:
+        try:
+            document_bytes = len(query.encode())
+            document = parse_document(schema.limits, query, document_bytes)
+        except GraphQLError:
+            return None
+        cost, errors = check_document(schema, query, document, variables, DEFAULT_RULES)
+        if errors:
+            return None
+        plan = planner.plan(query, document, operation_name)
+        if plan is None:
+            return None
+        extensions = cost_extension(schema.limits, cost, document_bytes)
+        if not cost_reads_variables(schema._schema, query):
+            planner.keep_ready((query, operation_name), (plan, extensions))
     try:
         data = await planner.execute(plan, context, variables)
     except Fallback:
@@ -79,4 +88,4 @@ async def execute_planned(schema, query: str, variables: dict | None, context, o
         await context.release()  # normal execution starts from fresh loaders, as it would have
         return None
     PlannedExecution.answered += 1
-    return ExecutionResult(data=data, extensions=cost_extension(schema.limits, cost, document_bytes))
+    return ExecutionResult(data=data, extensions=extensions)

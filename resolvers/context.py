@@ -105,16 +105,30 @@ class RequestContext:
     DataLoaders of the operation may fire concurrently, so statements take turns on it."""
 
     def __init__(self, engine: AsyncEngine, viewer: Viewer) -> None:
-        from sessiongraph.resolvers.loaders import Loaders
-
         self.engine = engine
         self.viewer = viewer
-        self.loaders = Loaders(self)
         self._connection: AsyncConnection | None = None
         self._driver = None  # the driver's own connection under it, once asked for
         # Set when the planner handed this operation to normal execution (planner/extension.py).
         self.planner_declined = False
-        self._lock = asyncio.Lock()
+        # Made when first needed: most small operations read nothing (`{ viewer { userId } }`).
+        self._lock_made: asyncio.Lock | None = None
+
+    def __getattr__(self, name: str):
+        # Only for attributes not set: `loaders` is made on first use (and anew after
+        # `release`).
+        if name != "loaders":
+            raise AttributeError(name)
+        from sessiongraph.resolvers.loaders import Loaders
+
+        self.loaders = Loaders(self)
+        return self.loaders
+
+    @property
+    def _lock(self) -> asyncio.Lock:
+        if self._lock_made is None:
+            self._lock_made = asyncio.Lock()
+        return self._lock_made
 
     async def rows(self, statement, parameters: dict | None = None, reused: bool = False) -> list:
         """The statement's rows as named tuples. `reused`: the statement object is built once
@@ -141,15 +155,13 @@ class RequestContext:
         """Gives the connection back to the pool and drops what the DataLoaders cached: a
         subscription calls it between items, so it holds no connection while it waits and
         each item is resolved from fresh rows."""
-        from sessiongraph.resolvers.loaders import Loaders
-
         async with self._lock:
             await self._drop()
-            self.loaders = Loaders(self)
+            self.__dict__.pop("loaders", None)
 
     async def close(self) -> None:
-        if self._connection is None and not self._lock.locked():  # it never read anything
-            self.loaders.drop()
+        if self._connection is None and (self._lock_made is None or not self._lock_made.locked()):
+            self._drop_loaders()  # it never read anything
             return
         async with self._lock:
             await self._drop()
@@ -160,4 +172,9 @@ class RequestContext:
             await self._connection.close()
             self._connection = None
             self._driver = None
-        self.loaders.drop()
+        self._drop_loaders()
+
+    def _drop_loaders(self) -> None:
+        loaders = self.__dict__.get("loaders")
+        if loaders is not None:
+            loaders.drop()

@@ -216,6 +216,12 @@ def measure_cached(schema: GraphQLSchema, query: str, document: DocumentNode, va
     return cost
 
 
+def cost_reads_variables(schema: GraphQLSchema, query: str) -> bool:
+    """Whether the cost `measure_cached` found for `query` depends on its variables (True
+    when it has not measured the text yet)."""
+    return _variables_read.get((schema, query)) != ()
+
+
 def _values(names: tuple[str, ...], variables: dict) -> bytes | None:
     """The variables' values as a key; orjson tells 1, 1.0 and true apart, which count
     differently. None for values that are not JSON (possible only in process)."""

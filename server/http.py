@@ -89,7 +89,7 @@ def _media_type_for(accept: str) -> str | None:
 
 def wants_graphiql(request: Request, headers: dict) -> bool:
     accept = headers.get("accept", "")
-    return request.method == "GET" and "text/html" in accept and "query" not in request.query_params
+    return "text/html" in accept and "query" not in request.query_params
 
 
 def header_values(scope) -> dict[str, str]:
@@ -105,15 +105,17 @@ async def read_body(receive, max_body: int) -> bytes:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
-        body += message.get("body", b"")
+        chunk = message.get("body", b"")
+        body = body + chunk if body else chunk
         if len(body) > max_body:
             raise RequestError(413, f"The request body is larger than {max_body} bytes.")
         if not message.get("more_body", False):
             return body
 
 
-async def read_params(request: Request, headers: dict, max_body: int) -> dict:
-    if request.method == "GET":
+async def read_params(request: Request | None, receive, headers: dict, max_body: int) -> dict:
+    """The request's parameters: `request` for a GET (its query string), else the body."""
+    if request is not None:
         params = dict(request.query_params)
         for name in ("variables", "extensions"):
             if params.get(name):
@@ -128,7 +130,7 @@ async def read_params(request: Request, headers: dict, max_body: int) -> dict:
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_body:
         raise RequestError(413, f"The request body is larger than {max_body} bytes.")
-    body = await read_body(request.receive, max_body)
+    body = await read_body(receive, max_body)
     try:
         params = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -162,18 +164,22 @@ def is_request_error(result) -> bool:
 
 class JSONResponse:
     """A JSON body sent as two ASGI messages, with the headers Starlette's Response would send
-    (in its order): the caller's, content-length, content-type."""
+    (in its order): the caller's, content-length, content-type; then the request id."""
 
-    __slots__ = ("body", "status", "headers")
+    __slots__ = ("body", "status", "headers", "media_type")
 
     def __init__(self, body: bytes, status: int, headers: dict | None, media_type: str) -> None:
-        self.body, self.status = body, status
-        self.headers = {**(headers or {}), "content-length": str(len(body)), "content-type": media_type}
+        self.body, self.status, self.headers, self.media_type = body, status, headers, media_type
 
-    async def __call__(self, scope, receive, send) -> None:
-        headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()]
+    async def send(self, send, request_id: str) -> None:
+        headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()] if self.headers else []
+        headers += ((b"content-length", b"%d" % len(self.body)), (b"content-type", _MEDIA_TYPES[self.media_type]))
+        headers.append((b"x-request-id", request_id.encode("latin-1")))
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
+
+
+_MEDIA_TYPES = {GRAPHQL_RESPONSE: GRAPHQL_RESPONSE.encode(), JSON: JSON.encode()}
 
 
 class Deadlines:
@@ -227,30 +233,33 @@ class GraphQLEndpoint:
         self.deadlines = Deadlines(settings.request_timeout)
 
     async def __call__(self, scope, receive, send) -> None:
-        request = Request(scope, receive)
         headers = header_values(scope)
-        supplied = headers.get("x-request-id", "")
-        request_id = supplied if REQUEST_ID.fullmatch(supplied) else new_request_id()
+        supplied = headers.get("x-request-id")
+        request_id = supplied if supplied and REQUEST_ID.fullmatch(supplied) else new_request_id()
         token = current_request_id.set(request_id)
         try:
-            response = await self.handle(request, headers)
+            response = await self.handle(scope, receive, headers)
         except Exception:  # the last resort: the client learns nothing of it, the log everything
             log.exception("request %s failed", request_id)
             response = self.respond(error_body(INTERNAL_MESSAGE, "INTERNAL_SERVER_ERROR"), JSON, 500)
         finally:
             current_request_id.reset(token)
-        response.headers["X-Request-Id"] = request_id
-        await response(scope, receive, send)
+        if isinstance(response, JSONResponse):
+            await response.send(send, request_id)
+        else:
+            response.headers["X-Request-Id"] = request_id
+            await response(scope, receive, send)
 
     @staticmethod
     def respond(body: dict, media_type: str, status: int = 200, headers: dict | None = None) -> JSONResponse:
         return JSONResponse(orjson.dumps(body), status, headers, media_type)
 
-    async def handle(self, request: Request, headers: dict) -> Response | JSONResponse:
-        method = request.scope["method"]
+    async def handle(self, scope, receive, headers: dict) -> Response | JSONResponse:
+        method = scope["method"]
         if method not in ("GET", "POST"):
             return self.respond(error_body("Use GET or POST.", "BAD_REQUEST"), JSON, 405, {"Allow": "GET, POST"})
-        if self.settings.graphiql and wants_graphiql(request, headers):
+        request = Request(scope, receive) if method == "GET" else None
+        if request is not None and self.settings.graphiql and wants_graphiql(request, headers):
             return HTMLResponse(get_graphql_ide_html())
         media_type = response_media_type(headers)
         if media_type is None:
@@ -260,7 +269,7 @@ class GraphQLEndpoint:
         if viewer is None:
             return self.respond(error_body("A valid API key is required.", "UNAUTHENTICATED"), media_type, 401)
         try:
-            params = await read_params(request, headers, self.settings.max_body_bytes)
+            params = await read_params(request, receive, headers, self.settings.max_body_bytes)
             check_params(params)
         except RequestError as e:
             return self.respond(error_body(str(e), e.code), media_type, e.status, e.headers)

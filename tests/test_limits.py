@@ -81,6 +81,21 @@ async def test_the_same_document_costs_what_each_request_s_variables_ask_for(eng
     assert no_variable.extensions["cost"]["requestedQueryCost"] == 20 + 20 * 10 + 20 * 10 * 20
 
 
+async def test_over_http_a_repeated_document_is_measured_by_each_request_s_variables(client, engine, org):
+    # The HTTP path keeps a document that passed its checks ready for the next request only
+    # when its cost reads no variables; this one's does.
+    key = await api_key(engine, org.admin)
+    for n in (30, 2, 30, 40, 2):
+        body = {"query": THREE_LEVELS, "variables": {"n": n}}
+        answer = (await client.post("/graphql", json=body, headers={"X-API-Key": key})).json()
+        assert answer["extensions"]["cost"]["requestedQueryCost"] == n + n * n + n * n * n
+        assert [e["extensions"]["code"] for e in answer.get("errors", ())] == ([] if n != 40 else ["QUERY_TOO_COMPLEX"])
+        assert ("data" in answer) == (n != 40)
+    constant = {"query": "{ viewer { userId } sessions(first: 3) { totalCount } }"}
+    first, again = [(await client.post("/graphql", json=constant, headers={"X-API-Key": key})).json() for _ in range(2)]
+    assert first == again and first["extensions"]["cost"]["requestedQueryCost"] == 3
+
+
 async def test_variable_defaults_count_per_operation_through_shared_fragments():
     document = (
         "query Small($n: Int = 2) { ...Page } query Large($n: Int = 90) { ...Page } "
