@@ -24,6 +24,9 @@ subscriptions, introspection, directives other than @include/@skip -- or any err
 left to normal execution, which then gives the answer and the error exactly as it would have.
 """
 
+# The schema installs this package's extension and this package reads the schema's scalars:
+# the schema first, whichever of the two is imported first.
+import sessiongraph.schema  # noqa: F401  isort: skip
 from sessiongraph.planner.plan import Plan, Planner
 
 __all__ = ["Plan", "Planner"]
