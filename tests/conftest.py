@@ -20,6 +20,7 @@ from sessiongraph.config import Settings
 from sessiongraph.migrations import upgrade_async
 from sessiongraph.models import Base, create_engine
 from sessiongraph.models.recording import NewEvent, NewSession, NewTurn, ensure_user, store_session
+from sessiongraph.resolvers.broker import broker_for
 from sessiongraph.resolvers.context import RequestContext, Viewer
 from sessiongraph.schema import schema
 
@@ -71,6 +72,7 @@ async def database_url(request):
 async def session_engine(database_url):
     engine = create_engine(database_url)
     yield engine
+    await broker_for(engine).close()  # its LISTEN connection back to the pool before the pool closes
     await engine.dispose()
 
 

@@ -125,8 +125,9 @@ async def test_the_server_answers_pipelined_posts_heads_and_gets(engine, key, da
             b"Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n",
             1,
         )
+        log = server.log()  # for the messages below
     first, second, third = received.split(b"HTTP/1.1 ")[1:]
-    assert first.startswith(b"200 OK") and b'"userId"' in first
-    assert second.startswith(b"200 OK") and second.endswith(b"\r\n\r\n")  # HEAD: headers only
-    assert third.startswith(b"200 OK") and third.endswith(b"\r\n\r\nok")
-    assert handshake.startswith(b"HTTP/1.1 101 ")
+    assert first.startswith(b"200 OK") and b'"userId"' in first, log
+    assert second.startswith(b"200 OK") and second.endswith(b"\r\n\r\n"), log  # HEAD: headers only
+    assert third.startswith(b"200 OK") and third.endswith(b"\r\n\r\nok"), log
+    assert handshake.startswith(b"HTTP/1.1 101 "), log

@@ -176,9 +176,10 @@ async def test_events_come_with_their_turn_and_the_session_as_it_is_now(engine, 
     stream = await subscribe(engine, org.alice, EVENTS, {"id": session["id"]})
     turn = await start(engine, org.alice, session["id"])
     await append(engine, org.alice, session["id"], outputs(1), turn["id"])
+    got = [d["sessionEvents"] for d in await take(stream, 1)]  # resolved before the second turn
     await start(engine, org.alice, session["id"], "task-2")
     await append(engine, org.alice, session["id"], outputs(1))
-    got = [d["sessionEvents"] for d in await take(stream, 2)]
+    got += [d["sessionEvents"] for d in await take(stream, 1)]
     await stream.aclose()
     assert (got[0]["turn"], got[0]["session"]["turnCount"]) == ({"turn": 1}, 1)
     assert (got[1]["turn"], got[1]["session"]["turnCount"]) == (None, 2)
@@ -295,11 +296,16 @@ async def test_session_updates_tell_the_owner_and_admin_but_not_another_user(eng
 
 
 async def test_a_deleted_session_is_announced_with_its_id_and_no_session(engine, org):
-    session = await create(engine, org.alice)
+    # Subscribed before the session is created, so that what it gets is known: CREATED, then
+    # DELETED. (On PostgreSQL a NOTIFY reaches the listener a little after its commit: the
+    # CREATED of a session created just before subscribing may still reach the subscriber.)
     stream = await subscribe(engine, org.alice, UPDATES)
+    session = await create(engine, org.alice)
+    [created] = await take(stream, 1)  # before the delete: resolved while the session exists
     await delete_announced(engine, session)
     [got] = await take(stream, 1)
     await stream.aclose()
+    assert (created["sessionUpdates"]["kind"], created["sessionUpdates"]["sessionId"]) == ("CREATED", session["id"])
     assert got["sessionUpdates"] == {"kind": "DELETED", "sessionId": session["id"], "session": None, "turn": None}
 
 
