@@ -131,3 +131,16 @@ async def test_the_server_answers_pipelined_posts_heads_and_gets(engine, key, da
     assert second.startswith(b"200 OK") and second.endswith(b"\r\n\r\n"), log  # HEAD: headers only
     assert third.startswith(b"200 OK") and third.endswith(b"\r\n\r\nok"), log
     assert handshake.startswith(b"HTTP/1.1 101 "), log
+
+
+def test_serve_runs_this_protocol(monkeypatch, tmp_path):
+    import uvicorn
+    from uvicorn.importer import import_from_string
+
+    from sessiongraph.cli import main
+
+    handed = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **settings: handed.update(settings))
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # serve sets variables for its workers
+    assert main(["--database-url", f"sqlite+aiosqlite:///{tmp_path}/serve.db", "serve", "--port", "8999"]) == 0
+    assert import_from_string(handed["http"]) is OneWriteHttpToolsProtocol
