@@ -39,6 +39,13 @@ class HeadersWithBody:
             if not self.transport.is_closing():
                 self.transport.write(data)
 
+    def writelines(self, chunks) -> None:
+        self.write(b"".join(chunks))
+
+    def write_eof(self) -> None:
+        self.flush()
+        self.transport.write_eof()
+
     def close(self) -> None:
         self.flush()
         self.transport.close()

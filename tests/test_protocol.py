@@ -10,7 +10,7 @@ import orjson
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from sessiongraph.protocol import OneWriteHttpToolsProtocol
+from sessiongraph.protocol import HeadersWithBody, OneWriteHttpToolsProtocol
 from tests.live_server import key, live_server  # noqa: F401 (key: a fixture)
 
 
@@ -144,3 +144,18 @@ def test_serve_runs_this_protocol(monkeypatch, tmp_path):
     monkeypatch.setattr(os, "environ", os.environ.copy())  # serve sets variables for its workers
     assert main(["--database-url", f"sqlite+aiosqlite:///{tmp_path}/serve.db", "serve", "--port", "8999"]) == 0
     assert import_from_string(handed["http"]) is OneWriteHttpToolsProtocol
+
+
+async def test_every_way_of_writing_keeps_the_order():
+    transport = Transport()
+    transport.write_eof = lambda: transport.writes.append(b"<eof>")
+    held = HeadersWithBody(transport, asyncio.get_running_loop())
+    held.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    held.writelines([b"a", b"b"])
+    held.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+    held.write_eof()
+    held.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    held.close()
+    held.write(b"late")  # after close: the transport's own behaviour
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\n\r\nab", b"HTTP/1.1 204 No Content\r\n\r\n", b"<eof>", b"HTTP/1.1 200 OK\r\n\r\n", b"late"]
+    assert transport.closed
