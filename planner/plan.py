@@ -328,7 +328,7 @@ class _Run:
         return self.subfields[key]
 
     def child_fields(self, runtime_type, details):
-        key = (runtime_type.name, *(id(d.node) for d in details))
+        key = _key(runtime_type.name, details)
         if key not in self.subfields:
             self.subfields[key] = collect_subfields(
                 self.planner.graphql_schema,
@@ -353,7 +353,7 @@ class _Run:
 
     def compiled_selection(self, graphql_type, details):
         """The compiled selection of `details` on this type, None where there is none."""
-        key = (graphql_type.name, *(id(d.node) for d in details))
+        key = _key(graphql_type.name, details)
         if key not in self.selections:
             fields = graphql_type.fields
             if graphql_type.name in compiled.READERS:
@@ -533,6 +533,13 @@ class _Run:
         if definition is None:
             raise Fallback
         return self.planner.graphql_schema.get_type(definition.name)
+
+
+def _key(type_name: str, details) -> tuple:
+    """A selection's key: its type and its field nodes (most often one)."""
+    if len(details) == 1:
+        return (type_name, id(details[0].node))
+    return (type_name, *(id(d.node) for d in details))
 
 
 def _has_variable(value) -> bool:

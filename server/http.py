@@ -18,7 +18,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from sessiongraph.auth import authenticate, key_from_headers
+from sessiongraph.auth import authenticate, key_from_headers, recently_found
 from sessiongraph.persisted import PersistedDocuments, PersistedQueryError
 from sessiongraph.planner.extension import execute_planned
 from sessiongraph.resolvers.context import RequestContext
@@ -34,6 +34,8 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # call into the kernel's random source per request.
 _ID_PREFIX = os.urandom(8).hex()
 _request_numbers = itertools.count()
+# What each method may run: mutations only over POST.
+ALLOWED = {"GET": frozenset({OperationType.QUERY}), "POST": frozenset({OperationType.QUERY, OperationType.MUTATION})}
 
 
 def new_request_id() -> str:
@@ -265,7 +267,9 @@ class GraphQLEndpoint:
         if media_type is None:
             message = f"This server answers with {GRAPHQL_RESPONSE} or {JSON}."
             return self.respond(error_body(message, "BAD_REQUEST"), JSON, 406)
-        viewer = await authenticate(self.engine, key_from_headers(headers), self.settings.api_key_cache_seconds)
+        key = key_from_headers(headers)
+        cache_seconds = self.settings.api_key_cache_seconds
+        viewer = (key and recently_found(self.engine, key, cache_seconds)) or await authenticate(self.engine, key, cache_seconds)
         if viewer is None:
             return self.respond(error_body("A valid API key is required.", "UNAUTHENTICATED"), media_type, 401)
         try:
@@ -279,9 +283,6 @@ class GraphQLEndpoint:
         except PersistedQueryError as e:
             return self.respond(error_body(str(e), e.code), media_type, request_error_status if e.request_error else 400)
 
-        allowed = {OperationType.QUERY}
-        if method == "POST":
-            allowed |= {OperationType.MUTATION}
         context = RequestContext(self.engine, viewer)
         task = asyncio.current_task()
         self.deadlines.start(task)
@@ -295,7 +296,7 @@ class GraphQLEndpoint:
                     variable_values=params.get("variables"),
                     context_value=context,
                     operation_name=params.get("operationName"),
-                    allowed_operation_types=allowed,
+                    allowed_operation_types=ALLOWED[method],
                     operation_extensions=params.get("extensions"),
                 )
             finally:
