@@ -10,7 +10,7 @@ import orjson
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from sessiongraph.protocol import HeadersWithBody, OneWriteHttpToolsProtocol
+from sessiongraph.protocol import JOIN_AT_MOST, HeadersWithBody, OneWriteHttpToolsProtocol
 from tests.live_server import key, live_server  # noqa: F401 (key: a fixture)
 
 
@@ -159,3 +159,12 @@ async def test_every_way_of_writing_keeps_the_order():
     held.write(b"late")  # after close: the transport's own behaviour
     assert transport.writes == [b"HTTP/1.1 200 OK\r\n\r\nab", b"HTTP/1.1 204 No Content\r\n\r\n", b"<eof>", b"HTTP/1.1 200 OK\r\n\r\n", b"late"]
     assert transport.closed
+
+
+async def test_a_large_body_follows_its_headers_without_being_copied():
+    transport = Transport()
+    held = HeadersWithBody(transport, asyncio.get_running_loop())
+    body = b"x" * (JOIN_AT_MOST + 1)
+    held.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    held.write(body)
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\n\r\n", body]
