@@ -5,12 +5,12 @@ with another: two `send()` system calls a response, the largest single cost of a
 query under load (a bare ASGI app: 34,500 req/s with two writes, 38,000 with one, here).
 `HttpToolsProtocol` takes its transport in `connection_made`; this protocol hands it one
 that holds a header block back until the next write, which is the body in the same step of
-the loop, and writes the two as one (a body of up to 64 KB; a larger
-one follows its headers in a call of its own rather than be copied). A held block is never reordered: it goes out before
-any later write, before the connection is closed or handed to a WebSocket protocol, and at
-the latest in the loop's next iteration (a response with no body: HEAD, 204, 304).
-`sessiongraph serve` selects it through uvicorn's `http=` setting, which takes a protocol
-class."""
+the loop, and writes the two as one (a body of up to 64 KB; a larger one follows its
+headers in a call of its own rather than be copied). A held block is never reordered: it
+goes out before any later write, before the connection is closed or handed to a WebSocket
+protocol, and at the latest in the loop's next iteration (a response with no body: HEAD,
+204, 304). `sessiongraph serve` selects it through uvicorn's `http=` setting, which takes a
+protocol class."""
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
