@@ -372,23 +372,15 @@ class _Run:
         selection = self.compiled_selection(graphql_type, details)
         if selection is None:
             return self.complete(graphql_type, self.child_fields(graphql_type, details), sources, outs)
-        if isinstance(selection, compiled.NodeSelection) and not selection.connections:
-            compiled.COUNTS["completions"] += 1
-            rows = sources if selection.of_objects else [source.row for source in sources]
-            for out, values in zip(outs, selection.build(rows), strict=True):
-                out.update(values)
-            return None
-        return self._complete_compiled(selection, sources, outs)
-
-    async def _complete_compiled(self, selection, sources: list, outs: list[dict]) -> None:
         compiled.COUNTS["completions"] += 1
-        if isinstance(selection, compiled.NodeSelection):
-            rows = sources if selection.of_objects else [source.row for source in sources]
-            built = await compiled.run_nodes(self, selection, rows)
-        else:
-            built = await compiled.complete_pages(self, selection, [source.page for source in sources])
-        for out, values in zip(outs, built, strict=True):
+        if not isinstance(selection, compiled.NodeSelection):
+            return _update(outs, compiled.complete_pages(self, selection, [source.page for source in sources]))
+        rows = sources if selection.of_objects else [source.row for source in sources]
+        if selection.connections:
+            return _update(outs, compiled.run_nodes(self, selection, rows))
+        for out, values in zip(outs, selection.build(rows), strict=True):
             out.update(values)
+        return None
 
     def argument_values(self, runner: FieldRunner, field_def, node: FieldNode) -> dict:
         """The field's arguments as its resolver takes them; kept in the plan when they are
@@ -533,6 +525,12 @@ class _Run:
         if definition is None:
             raise Fallback
         return self.planner.graphql_schema.get_type(definition.name)
+
+
+async def _update(outs: list[dict], built) -> None:
+    """Adds to each out its values, once `built` (a coroutine) has made them."""
+    for out, values in zip(outs, await built, strict=True):
+        out.update(values)
 
 
 def _key(type_name: str, details) -> tuple:
