@@ -38,23 +38,15 @@ _live_keys: dict[tuple, tuple[Viewer, float]] = {}
 MAX_CACHED_KEYS = 10_000
 
 
-def recently_found(engine: AsyncEngine, key: str, cache_seconds: float) -> Viewer | None:
-    """The caller of a live key found within the last `cache_seconds`; None if not known
-    (`authenticate` looks it up)."""
-    if cache_seconds > 0 and (cached := _live_keys.get((engine, hash_key(key)))) is not None and cached[1] > time.monotonic():
-        return cached[0]
-    return None
-
-
 async def authenticate(engine: AsyncEngine, key: str | None, cache_seconds: float = 0.0) -> Viewer | None:
     """The caller a live key belongs to; None for no key, an unknown or a revoked one. With
     `cache_seconds`, a live key is trusted that long before it is looked up again."""
     if not key:
         return None
-    if (viewer := recently_found(engine, key, cache_seconds)) is not None:
-        return viewer
     key_hash = hash_key(key)
     now = time.monotonic()
+    if cache_seconds > 0 and (cached := _live_keys.get((engine, key_hash))) is not None and cached[1] > now:
+        return cached[0]
     async with engine.connect() as connection:
         row = (
             await connection.execute(

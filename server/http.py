@@ -18,7 +18,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from sessiongraph.auth import authenticate, key_from_headers, recently_found
+from sessiongraph.auth import authenticate, key_from_headers
 from sessiongraph.persisted import PersistedDocuments, PersistedQueryError
 from sessiongraph.planner.extension import execute_planned
 from sessiongraph.resolvers.context import RequestContext
@@ -267,9 +267,7 @@ class GraphQLEndpoint:
         if media_type is None:
             message = f"This server answers with {GRAPHQL_RESPONSE} or {JSON}."
             return self.respond(error_body(message, "BAD_REQUEST"), JSON, 406)
-        key = key_from_headers(headers)
-        cache_seconds = self.settings.api_key_cache_seconds
-        viewer = (key and recently_found(self.engine, key, cache_seconds)) or await authenticate(self.engine, key, cache_seconds)
+        viewer = await authenticate(self.engine, key_from_headers(headers), self.settings.api_key_cache_seconds)
         if viewer is None:
             return self.respond(error_body("A valid API key is required.", "UNAUTHENTICATED"), media_type, 401)
         try:
