@@ -309,7 +309,7 @@ async def count_statements(url: str, key: str, bodies: dict[str, dict]) -> dict[
     import httpx
     from sqlalchemy import event
 
-    from sessiongraph.app import create_app
+    from sessiongraph.transport.app import create_app
     from sessiongraph.config import Settings
     from sessiongraph.models import create_engine
 
@@ -345,7 +345,7 @@ async def documents_with_and_without_planner(url: str, key: str, variables: dict
 
     import httpx
 
-    from sessiongraph.app import create_app
+    from sessiongraph.transport.app import create_app
     from sessiongraph.config import Settings
     from sessiongraph.models import create_engine
 

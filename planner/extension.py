@@ -7,7 +7,7 @@ from graphql import ExecutionResult, GraphQLError, specified_rules
 from strawberry.extensions import SchemaExtension
 
 from sessiongraph.planner.plan import Fallback, Planner
-from sessiongraph.schema.limits import check_document, cost_extension, cost_reads_variables, parse_document
+from sessiongraph.gate.limits import check_document, cost_extension, cost_reads_variables, parse_document
 
 DEFAULT_RULES = tuple(specified_rules)  # what Strawberry validates with
 

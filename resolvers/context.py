@@ -119,7 +119,7 @@ class RequestContext:
         # `release`).
         if name != "loaders":
             raise AttributeError(name)
-        from sessiongraph.resolvers.loaders import Loaders
+        from sessiongraph.loaders import Loaders
 
         self.loaders = Loaders(self)
         return self.loaders

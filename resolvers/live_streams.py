@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from sessiongraph.models import Event, Session
-from sessiongraph.resolvers.broker import Notice, Subscriber, broker_for
+from sessiongraph.live.broker import Notice, Subscriber, broker_for
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput, CodedError, NotFound
-from sessiongraph.resolvers.loaders import EVENT_COLUMNS, EVENTS_WITH_SESSION, EventFilter
+from sessiongraph.loaders import EVENT_COLUMNS, EVENTS_WITH_SESSION, EventFilter
 from sessiongraph.resolvers.queries import find_session
 from sessiongraph.resolvers.visibility import can_see
 

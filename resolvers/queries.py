@@ -12,7 +12,7 @@ from sessiongraph.models import Session
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput
 from sessiongraph.resolvers.ids import from_global_id, parse_uuid
-from sessiongraph.resolvers.loaders import SESSION_COLUMNS, EventFilter, PageKey
+from sessiongraph.loaders import SESSION_COLUMNS, EventFilter, PageKey
 from sessiongraph.resolvers.pagination import Page, PageArgs, cut_page, decode_cursor, encode_cursor
 from sessiongraph.resolvers.visibility import can_see, visible_sessions
 

@@ -36,11 +36,11 @@ from sessiongraph.models.recording import (
     start_turn as store_turn,
     store_session,
 )
-from sessiongraph.resolvers.broker import events_appended, publishing, session_changed
+from sessiongraph.live.broker import events_appended, publishing, session_changed
 from sessiongraph.resolvers.context import RequestContext, Viewer
 from sessiongraph.resolvers.errors import BadUserInput, Forbidden, NotFound
 from sessiongraph.resolvers.ids import from_global_id, parse_uuid
-from sessiongraph.resolvers.loaders import EVENT_COLUMNS, EVENTS_WITH_SESSION, SESSION_COLUMNS, TURN_COLUMNS
+from sessiongraph.loaders import EVENT_COLUMNS, EVENTS_WITH_SESSION, SESSION_COLUMNS, TURN_COLUMNS
 from sessiongraph.resolvers.rules import check_external_id, sanitize_title
 
 MAX_EVENTS_PER_CALL = 1000

@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, case, or_, select, update
 
 from sessiongraph.models import Session
-from sessiongraph.resolvers.broker import publishing, session_changed
+from sessiongraph.live.broker import publishing, session_changed
 from sessiongraph.resolvers.context import RequestContext, Viewer
 from sessiongraph.resolvers.errors import BadUserInput, NotFound
 from sessiongraph.resolvers.ids import from_global_id, parse_uuid
-from sessiongraph.resolvers.loaders import SESSION_COLUMNS
+from sessiongraph.loaders import SESSION_COLUMNS
 from sessiongraph.resolvers.rules import RuleBroken, check_external_id, sanitize_title
 from sessiongraph.resolvers.visibility import changeable_sessions
 

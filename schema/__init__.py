@@ -7,7 +7,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from sessiongraph.planner.extension import PlannedExecution
 from sessiongraph.schema.errors import assign_code
-from sessiongraph.schema.limits import DocumentGuard, Limits
+from sessiongraph.gate.limits import DocumentGuard, Limits
 from sessiongraph.schema.mutation import Mutation
 from sessiongraph.schema.query import Query
 from sessiongraph.schema.scalars import SCALARS

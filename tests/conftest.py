@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
-from sessiongraph.app import create_app
-from sessiongraph.auth import create_key
+from sessiongraph.transport.app import create_app
+from sessiongraph.gate.auth import create_key
 from sessiongraph.config import Settings
 from sessiongraph.migrations import upgrade_async
 from sessiongraph.models import Base, create_engine
 from sessiongraph.models.recording import NewEvent, NewSession, NewTurn, ensure_user, store_session
-from sessiongraph.resolvers.broker import broker_for
+from sessiongraph.live.broker import broker_for
 from sessiongraph.resolvers.context import RequestContext, Viewer
 from sessiongraph.schema import schema
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sessiongraph.app import create_app
+from sessiongraph.transport.app import create_app
 from sessiongraph.config import Settings
 from tests.conftest import api_key
 

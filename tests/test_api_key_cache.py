@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import update
 
-from sessiongraph.auth import create_key, revoke_key
+from sessiongraph.gate.auth import create_key, revoke_key
 from sessiongraph.models import ApiKey
 from tests.conftest import count_statements
 from tests.live_server import app_client

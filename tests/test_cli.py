@@ -17,9 +17,9 @@ from graphql import build_schema
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
-from sessiongraph.app import create_app
+from sessiongraph.transport.app import create_app
 from sessiongraph.config import Settings
-from sessiongraph.demo import ALICE, DEMO_ORG
+from sessiongraph.ingest.demo import ALICE, DEMO_ORG
 from sessiongraph.models import create_engine
 from tests.conftest import BACKENDS, POSTGRES_URL
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from graphql import parse, validate
 
-from sessiongraph.demo import ALICE, BOB, DEMO_ORG, load_demo
+from sessiongraph.ingest.demo import ALICE, BOB, DEMO_ORG, load_demo
 from sessiongraph.resolvers.context import Viewer
 from sessiongraph.schema import schema
 from tests.conftest import execute

@@ -4,8 +4,8 @@ first, GET and POST on /graphql, GraphiQL for browsers, /healthz, /readyz, media
 import httpx
 import pytest
 
-from sessiongraph.app import create_app
-from sessiongraph.auth import create_key, revoke_key
+from sessiongraph.transport.app import create_app
+from sessiongraph.gate.auth import create_key, revoke_key
 from sessiongraph.config import Settings
 from sessiongraph.models import create_engine
 from tests.conftest import api_key, store

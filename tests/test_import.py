@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.dialects import sqlite
 
-from sessiongraph import importer
-from sessiongraph.importer import _plain_event, import_lines, parse_event
+from sessiongraph.ingest import importer
+from sessiongraph.ingest.importer import _plain_event, import_lines, parse_event
 from sessiongraph.models import Event, Session, Turn, User
 from sessiongraph.models import sqlite_bulk
 from sessiongraph.models.recording import append_events, store_session
@@ -443,7 +443,7 @@ def test_titles_and_external_ids_follow_the_mutations_rules_without_graphql():
         with pytest.raises(importer.LineError):
             parse_session_fields(**bad)
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, sessiongraph.importer; print('graphql' in sys.modules)"],
+        [sys.executable, "-c", "import sys, sessiongraph.ingest.importer; print('graphql' in sys.modules)"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()
     assert loaded == "False"
@@ -513,7 +513,7 @@ def test_importing_into_a_sqlite_file_loads_no_sqlalchemy():
     """The command's start-up: SQLAlchemy is a sixth of a large import's time, and a file of
     new sessions into SQLite needs none of it."""
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, sessiongraph.cli, sessiongraph.importer; print('sqlalchemy' in sys.modules)"],
+        [sys.executable, "-c", "import sys, sessiongraph.cli, sessiongraph.ingest.importer; print('sqlalchemy' in sys.modules)"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()
     assert loaded == "False"

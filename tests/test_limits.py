@@ -10,7 +10,7 @@ from sessiongraph.config import Settings
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.schema import schema
 from sessiongraph.schema import limits
-from sessiongraph.schema.limits import Limits
+from sessiongraph.gate.limits import Limits
 from tests.conftest import api_key, count_statements, execute, store, turn_
 from tests.live_server import live_server
 

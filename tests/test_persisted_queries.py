@@ -6,9 +6,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sessiongraph.app import create_app
+from sessiongraph.transport.app import create_app
 from sessiongraph.config import Settings
-from sessiongraph.persisted import DEFAULT_TRUSTED_DIR, DocumentStore, load_manifest, sha256_hex
+from sessiongraph.gate.persisted import DEFAULT_TRUSTED_DIR, DocumentStore, load_manifest, sha256_hex
 from sessiongraph.schema import limits, schema
 from tests.live_server import app_client, key  # noqa: F401 (key: a fixture)
 

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 from sqlalchemy import event
 
-from sessiongraph.app import create_app
+from sessiongraph.transport.app import create_app
 from sessiongraph.config import Settings
 from tests.conftest import api_key, store
 

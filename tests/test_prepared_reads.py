@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sessiongraph.models import Event, Turn
 from sessiongraph.resolvers import queries
 from sessiongraph.resolvers.context import RequestContext, _prepared
-from sessiongraph.resolvers.loaders import (
+from sessiongraph.loaders import (
     EVENT_COLUMNS,
     EVENTS_WITH_SESSION,
     TURN_COLUMNS,

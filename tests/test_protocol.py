@@ -10,7 +10,7 @@ import orjson
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from sessiongraph.protocol import JOIN_AT_MOST, HeadersWithBody, OneWriteHttpToolsProtocol
+from sessiongraph.transport.protocol import JOIN_AT_MOST, HeadersWithBody, OneWriteHttpToolsProtocol
 from tests.live_server import key, live_server  # noqa: F401 (key: a fixture)
 
 

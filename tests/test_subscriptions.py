@@ -14,13 +14,13 @@ import websockets
 from sqlalchemy import update
 from websockets.asyncio.client import connect
 
-from sessiongraph.app import create_app
+from sessiongraph.transport.app import create_app
 from sessiongraph.config import Settings
 from sessiongraph.models import Session
-from sessiongraph.resolvers.broker import Limits, broker_for, publishing, session_changed
+from sessiongraph.live.broker import Limits, broker_for, publishing, session_changed
 from sessiongraph.resolvers.context import RequestContext, Viewer
 from sessiongraph.schema import schema
-from sessiongraph.websocket import SocketLimits
+from sessiongraph.transport.websocket import SocketLimits
 from tests.conftest import BACKENDS, api_key, execute, ok
 from tests.test_recording import append, complete, create, machine, start
 

@@ -9,12 +9,12 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
 from sessiongraph.config import Settings
-from sessiongraph.http import GraphQLEndpoint
+from sessiongraph.transport.http import GraphQLEndpoint
 from sessiongraph.models import create_engine
-from sessiongraph.persisted import PersistedDocuments, load_manifest
-from sessiongraph.resolvers.broker import broker_for
+from sessiongraph.gate.persisted import PersistedDocuments, load_manifest
+from sessiongraph.live.broker import broker_for
 from sessiongraph.schema import schema as default_schema
-from sessiongraph.websocket import GraphQLWebSocket, SocketLimits
+from sessiongraph.transport.websocket import GraphQLWebSocket, SocketLimits
 
 
 class App(Starlette):

@@ -18,13 +18,13 @@ from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from sessiongraph.auth import authenticate, key_from_headers
-from sessiongraph.persisted import PersistedDocuments, PersistedQueryError
+from sessiongraph.gate.auth import authenticate, key_from_headers
+from sessiongraph.gate.persisted import PersistedDocuments, PersistedQueryError
 from sessiongraph.planner.extension import execute_planned
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.schema.errors import INTERNAL_MESSAGE, current_request_id
 
-log = logging.getLogger("sessiongraph.http")
+log = logging.getLogger("sessiongraph.transport.http")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"

@@ -22,10 +22,10 @@ from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 
-from sessiongraph.auth import authenticate, key_from_headers
-from sessiongraph.resolvers.broker import TooManySubscriptions
+from sessiongraph.gate.auth import authenticate, key_from_headers
+from sessiongraph.live.broker import TooManySubscriptions
 from sessiongraph.resolvers.context import RequestContext
-from sessiongraph.resolvers.loaders import Loaders
+from sessiongraph.loaders import Loaders
 from sessiongraph.schema.errors import current_request_id
 
 

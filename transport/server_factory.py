@@ -2,7 +2,7 @@
 
 import gc
 
-from sessiongraph.app import create_app
+from sessiongraph.transport.app import create_app
 
 # Allocations between two young-generation collections. A nested page makes some 100,000
 # short-lived objects: at Python's default of 700 that is a hundred collections a request.

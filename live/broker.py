@@ -33,7 +33,7 @@ from sessiongraph.models import Event
 from sessiongraph.models.recording import write_transaction
 from sessiongraph.resolvers.context import Viewer
 from sessiongraph.resolvers.errors import CodedError
-from sessiongraph.resolvers.loaders import EVENT_COLUMNS, EVENTS_WITH_SESSION
+from sessiongraph.loaders import EVENT_COLUMNS, EVENTS_WITH_SESSION
 
 log = logging.getLogger("sessiongraph.broker")
 

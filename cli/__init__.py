@@ -54,7 +54,7 @@ def cmd_serve(args) -> int:
     os.environ["SESSIONGRAPH_DATABASE_URL"] = args.url  # for the worker processes
     print(f"GraphiQL: http://{args.host}:{args.port}/graphql", flush=True)
     uvicorn.run(
-        "sessiongraph.server_factory:app",
+        "sessiongraph.transport.server_factory:app",
         factory=True,
         host=args.host,
         port=args.port,
@@ -69,14 +69,14 @@ def cmd_serve(args) -> int:
         # Explicit, so a missing extra fails at start instead of silently serving slower.
         # httptools' protocol, writing each response in one piece (sessiongraph/protocol.py).
         loop="uvloop",
-        http="sessiongraph.protocol:OneWriteHttpToolsProtocol",
+        http="sessiongraph.transport.protocol:OneWriteHttpToolsProtocol",
         env_file=None,
     )
     return 0
 
 
 def cmd_import(args) -> int:
-    from sessiongraph.importer import import_file
+    from sessiongraph.ingest.importer import import_file
 
     stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     with stream:
@@ -86,7 +86,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_apikey_create(args) -> int:
-    from sessiongraph.auth import KeyOrganisationConflict, create_key
+    from sessiongraph.gate.auth import KeyOrganisationConflict, create_key
     from sessiongraph.migrations import upgrade
 
     upgrade(args.url)
@@ -103,7 +103,7 @@ def cmd_apikey_create(args) -> int:
 
 
 def cmd_apikey_revoke(args) -> int:
-    from sessiongraph.auth import revoke_key
+    from sessiongraph.gate.auth import revoke_key
 
     if not _run(lambda engine: revoke_key(engine, args.key_id), args.url):
         print(f"error: no live key {args.key_id}", file=sys.stderr)
@@ -113,7 +113,7 @@ def cmd_apikey_revoke(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from sessiongraph.demo import load_demo
+    from sessiongraph.ingest.demo import load_demo
     from sessiongraph.migrations import upgrade
 
     upgrade(args.url)

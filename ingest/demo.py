@@ -14,8 +14,8 @@ import orjson
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sessiongraph.auth import create_key
-from sessiongraph.importer import parse_session
+from sessiongraph.gate.auth import create_key
+from sessiongraph.ingest.importer import parse_session
 from sessiongraph.models import Session
 from sessiongraph.models.recording import store_session
 

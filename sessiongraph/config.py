@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sessiongraph.models import database_url
-from sessiongraph.persisted import DEFAULT_TRUSTED_DIR
-from sessiongraph.schema.limits import Limits
+from sessiongraph.gate.persisted import DEFAULT_TRUSTED_DIR
+from sessiongraph.gate.limits import Limits
 
 # setting -> environment variable, for the numbers and paths (flags are read below).
 ENV = {
