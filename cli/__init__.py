@@ -188,6 +188,3 @@ def main(argv: list[str] | None = None) -> int:
     args.url = database_url(args.database_url)
     return args.run(args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ from graphql import get_introspection_query
 from sessiongraph.config import Settings
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.schema import schema
-from sessiongraph.schema import limits
+from sessiongraph.gate import limits
 from sessiongraph.gate.limits import Limits
 from tests.conftest import api_key, count_statements, execute, store, turn_
 from tests.live_server import live_server

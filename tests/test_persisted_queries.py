@@ -9,7 +9,8 @@ import pytest
 from sessiongraph.transport.app import create_app
 from sessiongraph.config import Settings
 from sessiongraph.gate.persisted import DEFAULT_TRUSTED_DIR, DocumentStore, load_manifest, sha256_hex
-from sessiongraph.schema import limits, schema
+from sessiongraph.gate import limits
+from sessiongraph.schema import schema
 from tests.live_server import app_client, key  # noqa: F401 (key: a fixture)
 
 VIEWER = "query Me { viewer { role } }"
