@@ -1,5 +1,5 @@
 """What a write brings (new sessions, turns and events), and the rows a batch of new sessions
-makes, figures included: shared by the SQLAlchemy writers (`recording`) and SQLite's bulk
+makes, figures included (their columns are the declared fields', models/fields.py): shared by the SQLAlchemy writers (`recording`) and SQLite's bulk
 path (`sqlite_bulk`). Imports no SQLAlchemy, which `sessiongraph import` into SQLite spares."""
 
 import uuid
@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
 from operator import attrgetter
+
+from sessiongraph.models.fields import FIELDS
 
 
 @dataclass(slots=True)
@@ -118,23 +120,14 @@ def new_session_rows(news: list[NewSession]) -> SessionRows:
         turn_times = [max(t.created_at, t.completed_at or t.created_at) for t in turns]
         updated_at = max([new.created_at, *turn_times])
         last_activity_at = max(chain([updated_at], map(_timestamp, new.events), *(map(_timestamp, t.events) for t in turns)))
-        rows.sessions.append({
+        rows.sessions.append(stored_row("Session", new, {
             "id": session_id,
-            "org_id": new.org_id,
-            "user_id": new.user_id,
-            "external_id": new.external_id,
-            "title": new.title,
-            "token_budget": new.token_budget,
-            "metadata": new.metadata,
-            "created_at": new.created_at,
             "updated_at": updated_at,
             "last_activity_at": last_activity_at,
             "turn_count": len(turns),
             "tokens_used": sum(t.tokens_used for t in turns),
             "event_count": count,
-            "deleted_at": None,
-            "deleted_by": None,
-        })
+        }))
         rows.turns += [turn_row(session_id, position, t) for position, t in enumerate(turns, start=1)]
         rows.events += new.events
         rows.workflow_ids += [None] * len(new.events)
@@ -154,21 +147,33 @@ _timestamp = attrgetter("timestamp")
 
 def turn_row(session_id: uuid.UUID, position: int, turn: NewTurn) -> dict:
     """A new turn's row, its figures worked out from the events it comes with."""
-    return {
+    return stored_row("Turn", turn, {
         "session_id": session_id,
-        "position": position,
-        "task_id": turn.task_id,
-        "workflow_id": turn.workflow_id,
-        "user_query": turn.user_query,
-        "result": turn.result,
-        "status": turn.status,
-        "created_at": turn.created_at,
-        "completed_at": turn.completed_at,
-        "tokens_used": turn.tokens_used,
-        "duration_ms": turn.duration_ms,
+        "turn": position,
         "fallback_output": fallback_output(turn.events),
-        "agents": sorted({e.agent_id for e in turn.events if e.agent_id}),
-    }
+        "agents_involved": sorted({e.agent_id for e in turn.events if e.agent_id}),
+    })
+
+
+def stored_row(type_name: str, given, figures: dict) -> dict:
+    """A new row of `type_name`'s table, by column: each stored field's value from
+    `figures` (what the writer works out), else as `given` has it, else its declared
+    default. A field added to the declarations is written without a change here."""
+    row = {}
+    for f in _STORED[type_name]:
+        if f.name in figures:
+            value = figures[f.name]
+        elif hasattr(given, f.name):
+            value = getattr(given, f.name)
+        else:
+            default = f.stored.default
+            value = default() if callable(default) else default
+        row[f.column_name] = value
+    return row
+
+
+_STORED = {name: tuple(f for f in fields if f.stored is not None and not f.stored.primary_key) for name, fields in FIELDS.items()}
+_STORED["Session"] = tuple(f for f in FIELDS["Session"] if f.stored is not None)  # its id is chosen, not generated
 
 
 def fallback_output(events: list[NewEvent]) -> str | None:

@@ -1,4 +1,5 @@
-"""The tables: users and their API keys, sessions, turns and events.
+"""The tables: users and their API keys, sessions, turns and events (whose columns follow
+from the field declarations of models/fields.py).
 
 Figures a read would otherwise aggregate (a session's turn count, tokens and last activity,
 a turn's fallback output and agents) are kept on the row by the code that writes, so that
@@ -8,9 +9,10 @@ every read is one indexed range scan.
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, Uuid, text
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, String, Table, Text, Uuid, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from sessiongraph.models.fields import FIELDS, Stored
 from sessiongraph.models.types import BigId, JSONValue, UTCDateTime
 
 LIVE = text("deleted_at IS NULL")
@@ -45,33 +47,46 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
+_SQL_TYPES = {
+    "text": lambda s: Text(),
+    "string": lambda s: String(s.length),
+    "int": lambda s: Integer(),
+    "bigint": lambda s: BigId,
+    "uuid": lambda s: Uuid(),
+    "time": lambda s: UTCDateTime(),
+    "json": lambda s: JSONValue,
+    "bytes": lambda s: LargeBinary(),
+}
+
+
+def _column(name: str, stored: Stored) -> Column:
+    arguments = [ForeignKey(stored.references)] if stored.references else []
+    return Column(
+        name,
+        _SQL_TYPES[stored.sql](stored),
+        *arguments,
+        primary_key=stored.primary_key,
+        nullable=stored.nullable or stored.primary_key,
+        default=stored.default,
+        autoincrement=stored.sql == "bigint" and stored.primary_key,
+    )
+
+
+def declared_table(name: str, type_name: str, *indexes) -> Table:
+    """The table whose columns the declarations of `type_name` store, in their order."""
+    columns = [_column(f.column_name, f.stored) for f in FIELDS[type_name] if f.stored is not None]
+    return Table(name, Base.metadata, *columns, *indexes)
+
+
 # Keyset orders of the session list: each is served, per visibility scope, by an index on
 # (scope, key, id) over live sessions.
 SESSION_ORDER_COLUMNS = ("created_at", "updated_at", "last_activity_at", "tokens_used")
 
 
 class Session(Base):
-    __tablename__ = "sessions"
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    org_id: Mapped[uuid.UUID]
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
-    external_id: Mapped[str | None] = mapped_column(String(255))
-    title: Mapped[str | None] = mapped_column(String(255))
-    token_budget: Mapped[int | None]
-    meta: Mapped[dict] = mapped_column("metadata", JSONValue, default=dict)
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
-    last_activity_at: Mapped[datetime]
-    turn_count: Mapped[int] = mapped_column(default=0)
-    tokens_used: Mapped[int] = mapped_column(default=0)
-    # The last seq given to an event of this session; writers take the next ones under
-    # the row's lock, so seqs stay gapless.
-    event_count: Mapped[int] = mapped_column(default=0)
-    deleted_at: Mapped[datetime | None]
-    deleted_by: Mapped[uuid.UUID | None]
-
-    __table_args__ = (
+    __table__ = declared_table(
+        "sessions",
+        "Session",
         Index(
             "sessions_owner_external_id",
             "user_id",
@@ -93,51 +108,23 @@ class Session(Base):
             for column in SESSION_ORDER_COLUMNS
         ),
     )
+    # `metadata` is the Declarative base's own attribute: the column is mapped as `meta`.
+    meta = __table__.c.metadata
 
 
 class Turn(Base):
-    __tablename__ = "turns"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id"))
-    position: Mapped[int]  # 1-based, the turn's number in its session
-    task_id: Mapped[str] = mapped_column(String(255))
-    workflow_id: Mapped[str | None] = mapped_column(String(255))
-    user_query: Mapped[str | None] = mapped_column(Text)
-    result: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime]
-    completed_at: Mapped[datetime | None]
-    tokens_used: Mapped[int] = mapped_column(default=0)
-    duration_ms: Mapped[int | None]
-    # The message of the turn's first non-blank LLM_OUTPUT event, kept by the writers.
-    fallback_output: Mapped[str | None] = mapped_column(Text)
-    # Distinct agent ids of the turn's events, sorted, kept by the writers.
-    agents: Mapped[list] = mapped_column(JSONValue, default=list)
-
-    __table_args__ = (
+    __table__ = declared_table(
+        "turns",
+        "Turn",
         Index("turns_session_position", "session_id", "position", unique=True),
         Index("turns_session_task", "session_id", "task_id", unique=True),
     )
 
 
 class Event(Base):
-    __tablename__ = "events"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id"))
-    turn_id: Mapped[int | None] = mapped_column(ForeignKey("turns.id"))
-    seq: Mapped[int]  # 1-based position in the session
-    type: Mapped[str] = mapped_column(String(64))
-    workflow_id: Mapped[str | None] = mapped_column(String(255))
-    agent_id: Mapped[str | None] = mapped_column(String(255))
-    # Raw bytes: text is stored UTF-8 encoded, so every encoding can be rendered from it.
-    content: Mapped[bytes | None] = mapped_column(LargeBinary)
-    timestamp: Mapped[datetime]
-    payload: Mapped[dict | list | None] = mapped_column(JSONValue)
-    dedup_key: Mapped[str | None] = mapped_column(String(255))
-
-    __table_args__ = (
+    __table__ = declared_table(
+        "events",
+        "Event",
         Index("events_session_seq", "session_id", "seq", unique=True),
         Index("events_turn_seq", "turn_id", "seq"),
         Index(

@@ -2,146 +2,77 @@
 made, once per document, into a function that turns rows straight into the response's
 dicts, and statements that fetch only the columns the document reads.
 
-Where a selection has a field these readers do not know (a relation such as `Turn.session`,
-an argument from a variable where the value shapes the reading), the level-by-level
-execution of plan.py completes it through the types' own resolvers instead. A value the
-type forbids (a null in a non-null field, an Int beyond 32 bits) raises Fallback: normal
-execution then answers the whole operation, error and all.
+What each field reads, and how its value follows from a row, is the field's declaration
+(models/fields.py), the same one the types' `from_row` applies; the value is then
+serialized as its GraphQL type says, as graphql-core would. Where a selection has a field
+these readers do not know (a relation such as `Turn.session`, an argument from a variable
+where the value shapes the reading), the level-by-level execution of plan.py completes it
+through the types' own resolvers instead. A value the type forbids (a null in a non-null
+field, an Int beyond 32 bits) raises Fallback: normal execution then answers the whole
+operation, error and all.
 """
 
 import asyncio
 import base64
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Callable
 
 from graphql import FieldNode, VariableNode, get_named_type
+from strawberry.schema.name_converter import NameConverter
 
+from sessiongraph.models import fields as declared
 from sessiongraph.resolvers import queries
 from sessiongraph.resolvers.ids import to_global_id
-from sessiongraph.schema.scalars import serialize_datetime
-from sessiongraph.schema.types import (
-    ContentEncoding,
-    TurnStatus,
-    elapsed_ms,
-    execution_time_ms,
-    final_output,
-    message_of,
-)
+from sessiongraph.schema.types import ContentEncoding
 
 from sessiongraph.planner.errors import Fallback
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 # Completions made by compiled selections in this process: for the tests and the benchmark.
 COUNTS = {"completions": 0}
-STATUSES = frozenset(s.value for s in TurnStatus)
 
 
-def _nn(value):
-    if value is None:
-        raise Fallback
-    return value
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """How one field's value follows from a row (before serialization), the columns it
+    reads, and whether that value is its own serialization (`as_is`: a global id; a text
+    column, NOT NULL where the field is non-null; any JSON where null is allowed)."""
+
+    value: Callable[[Any], Any]
+    columns: tuple[str, ...]
+    as_is: bool = False
 
 
-def _i32(value):
+def _int32(value: int) -> int:
     if type(value) is int and INT_MIN <= value <= INT_MAX:
         return value
     raise Fallback
 
 
-def _i32n(value):
-    return None if value is None else _i32(value)
+def _global_id(type_name: str) -> Callable:
+    return lambda row: to_global_id(type_name, row.id)
 
 
-def _dt(value):
-    return serialize_datetime(_nn(value))
+def _as_is(declaration: declared.Field) -> bool:
+    if declaration.annotation is str:  # a String! read from a column that cannot be NULL
+        return declaration.stored is not None and not declaration.stored.nullable and not declaration.value
+    return declaration.annotation in (str | None, declared.Json | None)
 
 
-def _dtn(value):
-    return None if value is None else serialize_datetime(value)
+def _readers(type_name: str) -> dict[str, Reader]:
+    name_of = NameConverter().apply_naming_config
+    readers = {"id": Reader(_global_id(type_name), ("id",), as_is=True)}
+    for f in declared.exposed(type_name):
+        readers[name_of(f.name)] = Reader(f.getter, f.columns, _as_is(f))
+    return readers
 
 
-def _status(value):
-    if value in STATUSES:
-        return value
-    raise Fallback
-
-
-def _strs(value):
-    if type(value) is not list or not all(type(v) is str for v in value):
-        raise Fallback
-    return list(value)
-
-
-def _b64(content):
-    return None if content is None else base64.b64encode(content).decode()
-
-
-HELPERS = {
-    "_nn": _nn,
-    "_i32": _i32,
-    "_i32n": _i32n,
-    "_dt": _dt,
-    "_dtn": _dtn,
-    "_status": _status,
-    "_strs": _strs,
-    "_b64": _b64,
-    "_gid": to_global_id,
-    "_str": str,
-    "_final_output": final_output,
-    "_execution_time_ms": execution_time_ms,
-    "_message": message_of,
-    "_elapsed_ms": elapsed_ms,
-}
-
-# Each readable field: the expression of its serialized value from `row`, and the columns it
-# reads. The same functions as the types' `from_row` (schema/types.py), then the scalar's
-# serialization; the differential test (tests/test_planner.py) holds the two paths equal.
-READERS: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
-    "Session": {
-        "id": ('_gid("Session", row.id)', ("id",)),
-        "sessionId": ("_str(row.id)", ("id",)),
-        "externalId": ("row.external_id", ("external_id",)),
-        "title": ("row.title", ("title",)),
-        "userId": ("_str(_nn(row.user_id))", ("user_id",)),
-        "createdAt": ("_dt(row.created_at)", ("created_at",)),
-        "updatedAt": ("_dt(row.updated_at)", ("updated_at",)),
-        "lastActivityAt": ("_dt(row.last_activity_at)", ("last_activity_at",)),
-        "turnCount": ("_i32(row.turn_count)", ("turn_count",)),
-        "tokensUsed": ("_i32(row.tokens_used)", ("tokens_used",)),
-        "tokenBudget": ("_i32n(row.token_budget)", ("token_budget",)),
-        "metadata": ("_nn(row.metadata)", ("metadata",)),
-    },
-    "Turn": {
-        "id": ('_gid("Turn", row.id)', ("id",)),
-        "turn": ("_i32(row.position)", ("position",)),
-        "taskId": ("_nn(row.task_id)", ("task_id",)),
-        "workflowId": ("row.workflow_id", ("workflow_id",)),
-        "userQuery": ("row.user_query", ("user_query",)),
-        "finalOutput": ("_final_output(row.result, row.fallback_output)", ("result", "fallback_output")),
-        "status": ("_status(row.status)", ("status",)),
-        "createdAt": ("_dt(row.created_at)", ("created_at",)),
-        "completedAt": ("_dtn(row.completed_at)", ("completed_at",)),
-        "tokensUsed": ("_i32(row.tokens_used)", ("tokens_used",)),
-        "executionTimeMs": (
-            "_i32n(_execution_time_ms(row.duration_ms, row.created_at, row.completed_at))",
-            ("duration_ms", "created_at", "completed_at"),
-        ),
-        "agentsInvolved": ("_strs(row.agents)", ("agents",)),
-    },
-    "Event": {
-        "id": ('_gid("Event", row.id)', ("id",)),
-        "seq": ("_i32(row.seq)", ("seq",)),
-        "type": ("_nn(row.type)", ("type",)),
-        "workflowId": ("row.workflow_id", ("workflow_id",)),
-        "agentId": ("row.agent_id", ("agent_id",)),
-        "message": ("_message(row.content)", ("content",)),
-        "timestamp": ("_dt(row.timestamp)", ("timestamp",)),
-        "elapsedMs": ("_elapsed_ms(row.timestamp, row.session_created_at)", ("timestamp", "session_created_at")),
-        "payload": ("row.payload", ("payload",)),
-        # `content(encoding:)`: chosen by its argument when the plan is made (see _reader).
-        "content": ("", ("content",)),
-    },
-}
+# Each readable field of each node type, by its GraphQL name: what the declarations say.
+READERS: dict[str, dict[str, Reader]] = {name: _readers(name) for name in declared.FIELDS}
+# `Event.content(encoding:)`: a field with an argument, read as its argument says when the
+# plan is made (see _content_reader).
+READERS["Event"]["content"] = Reader(attrgetter("content"), ("content",))
 
 # What a page of each type always fetches besides its parent's id: its own id (the parent
 # of the next level) and the sort key (its cursor).
@@ -205,7 +136,7 @@ def page_columns(fields_read: dict[str, set[str]]) -> dict[str, tuple[str, ...] 
         columns = dict.fromkeys(keys)
         for n in sorted(fields_read.get(type_name, ())):
             if n in READERS[type_name]:
-                columns.update(dict.fromkeys(READERS[type_name][n][1]))
+                columns.update(dict.fromkeys(READERS[type_name][n].columns))
         chosen[type_name] = tuple(columns)
     return chosen
 
@@ -236,14 +167,14 @@ def compile_node(run, graphql_type, details) -> NodeSelection | None:
     type_name = graphql_type.name
     if type_name not in READERS:
         return None
-    expressions, connections = [], []
+    readers, connections = [], []
     for key, field_details in run.child_fields(graphql_type, details).items():
         node = field_details[0].node
         name = node.name.value
         if not readable(type_name, node):
             return None
         if name == "__typename":
-            expressions.append((key, repr(type_name)))
+            readers.append((key, _constant(type_name)))
         elif (type_name, name) in CONNECTIONS:
             field_def = graphql_type.fields[name]
             connection = compile_connection(
@@ -251,21 +182,21 @@ def compile_node(run, graphql_type, details) -> NodeSelection | None:
             )
             if connection is None:
                 return None
-            expressions.append((key, "None"))
+            readers.append((key, _constant(None)))
             connections.append((key, node, connection))
         else:
-            expressions.append((key, _reader(run, graphql_type, node)))
-    return NodeSelection(type_name, _builder(expressions), connections)
+            readers.append((key, _field_reader(run, graphql_type, node)))
+    return NodeSelection(type_name, _builder(readers), connections)
 
 
 def compile_attributes(run, graphql_type, details) -> NodeSelection | None:
     """A selection of leaf fields that are plain attributes of the objects (no resolver),
     such as the viewer's: each read off the object and serialized as its type says."""
-    expressions, helpers = [], {}
+    readers = []
     for key, field_details in run.child_fields(graphql_type, details).items():
         name = field_details[0].node.name.value
         if name == "__typename":
-            expressions.append((key, repr(graphql_type.name)))
+            readers.append((key, _constant(graphql_type.name)))
             continue
         runner = run.planner._runners.get((graphql_type.name, name))
         if runner is None or runner.resolver is not None:
@@ -273,10 +204,8 @@ def compile_attributes(run, graphql_type, details) -> NodeSelection | None:
         shape = run.planner.shape(graphql_type.fields[name])
         if not shape.leaf or shape.is_list:
             return None
-        helper = f"_leaf{len(helpers)}"
-        helpers[helper] = leaf_serializer(shape) if shape.non_null else _nullable(leaf_serializer(shape))
-        expressions.append((key, f"{helper}(row.{runner.python_name})"))
-    return NodeSelection(graphql_type.name, _builder(expressions, helpers), of_objects=True)
+        readers.append((key, _serialized(attrgetter(runner.python_name), value_serializer(shape))))
+    return NodeSelection(graphql_type.name, _builder(readers), of_objects=True)
 
 
 def leaf_serializer(shape):
@@ -300,17 +229,53 @@ def leaf_serializer(shape):
     return leaf
 
 
+def value_serializer(shape):
+    """A leaf field's value (or list of them), nullable as its type says, serialized."""
+    leaf = leaf_serializer(shape)
+    if not shape.is_list:
+        return leaf if shape.non_null else _nullable(leaf)
+    item = leaf if shape.item_non_null else _nullable(leaf)
+
+    def many(values):
+        if values is None:
+            if shape.non_null:
+                raise Fallback
+            return None
+        if not isinstance(values, list):
+            raise Fallback
+        return [item(v) for v in values]
+
+    return many
+
+
 def _nullable(leaf):
     return lambda value: None if value is None else leaf(value)
 
 
-def _reader(run, graphql_type, node: FieldNode) -> str:
+def _serialized(read: Callable, serialize: Callable) -> Callable[[list], list]:
+    """rows -> the serialized values of one field."""
+    return lambda rows: list(map(serialize, map(read, rows)))
+
+
+def _constant(value) -> Callable[[list], list]:
+    return lambda rows: [value] * len(rows)
+
+
+def _field_reader(run, graphql_type, node: FieldNode) -> Callable[[list], list]:
     name = node.name.value
-    if name != "content":
-        return READERS[graphql_type.name][name][0]
-    runner = run.planner._runners[graphql_type.name, name]
-    encoding = run.argument_values(runner, graphql_type.fields[name], node).get("encoding", ContentEncoding.UTF8)
-    return "_message(row.content)" if encoding is ContentEncoding.UTF8 else "_b64(row.content)"
+    reader = READERS[graphql_type.name][name]
+    if name == "content" and graphql_type.name == "Event":
+        runner = run.planner._runners[graphql_type.name, name]
+        encoding = run.argument_values(runner, graphql_type.fields[name], node).get("encoding", ContentEncoding.UTF8)
+        return _serialized(reader.value, declared.message_of if encoding is ContentEncoding.UTF8 else _b64)
+    if reader.as_is:
+        return lambda rows: list(map(reader.value, rows))
+    shape = run.planner.shape(graphql_type.fields[name])
+    return _serialized(reader.value, value_serializer(shape))
+
+
+def _b64(content):
+    return None if content is None else base64.b64encode(content).decode()
 
 
 def compile_connection(run, connection_type, details, fetched=None) -> ConnectionSelection | None:
@@ -357,13 +322,16 @@ def compile_connection(run, connection_type, details, fetched=None) -> Connectio
     return selection
 
 
-def _builder(expressions: list[tuple[str, str]], helpers: dict | None = None) -> Callable[[list], list[dict]]:
-    """A function making each row's dict in one expression: the selection's keys in order,
-    each read as its reader says."""
-    body = ", ".join(f"{key!r}: {expression}" for key, expression in expressions)
-    namespace = {**HELPERS, **(helpers or {})}
-    exec(f"def build(rows):\n    return [{{{body}}} for row in rows]\n", namespace)  # noqa: S102  keys are repr()'d names, expressions from READERS
-    return namespace["build"]
+def _builder(readers: list[tuple[str, Callable[[list], list]]]) -> Callable[[list], list[dict]]:
+    """rows -> a dict a row: the selection's keys in order, each field's values read for
+    all rows at once (one `map` a field instead of a call a value)."""
+    keys = tuple(key for key, _ in readers)
+    columns = tuple(read for _, read in readers)
+
+    def build(rows: list) -> list[dict]:
+        return [dict(zip(keys, values)) for values in zip(*[read(rows) for read in columns])]
+
+    return build
 
 
 # -- execution -------------------------------------------------------------------------
@@ -404,7 +372,7 @@ async def complete_pages(run, connection: ConnectionSelection, pages: list) -> l
         else:  # totalCount: counted for all pages at once
             counts = await asyncio.gather(*(page.count() for page in pages))
             for out, count in zip(outs, counts):
-                out[key] = _i32(count)
+                out[key] = _int32(count)
     return outs
 
 

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import bindparam, false, func, select, tuple_
+from sqlalchemy import bindparam, false, func, or_, select, tuple_
 
 from sessiongraph.models import Session
+from sessiongraph.models.fields import SESSION_FILTERS
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput
 from sessiongraph.resolvers.ids import from_global_id, parse_uuid
@@ -34,52 +35,70 @@ ORDER_COLUMNS = {
 
 @dataclass(frozen=True, slots=True)
 class SessionListFilter:
-    search: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    external_ids: tuple[str, ...] | None = None
-    user_id: uuid.UUID | None = None
+    """The values given for the declared filters (models/fields.SESSION_FILTERS), by name;
+    a filter left out or null keeps every session."""
+
+    values: tuple[tuple[str, object], ...] = ()
+
+    @classmethod
+    def of(cls, given: dict) -> "SessionListFilter":
+        found = []
+        for f in SESSION_FILTERS:
+            value = given.get(f.name)
+            if value is not None and f.how == "substring" and not value:
+                continue  # an empty substring keeps every session
+            if value is not None:
+                found.append((f.name, tuple(value) if isinstance(value, list) else value))
+        return cls(tuple(found))
 
     def shape(self) -> tuple:
         """Which conditions the filter makes: what the statement's text depends on."""
-        search = None if not self.search else ("nothing" if NUL in self.search else "like")
-        return (search, self.created_after is not None, self.created_before is not None, self.external_ids is not None, self.user_id is not None)
+        return tuple((name, "nothing" if _holds_nul(value) and _FILTERS[name].how != "in" else "") for name, value in self.values)
 
     def parameters(self) -> dict:
-        """The values of those conditions."""
+        """The values of those conditions, bound as `filter_<name>`."""
         found = {}
-        if self.search and NUL not in self.search:
-            found["search"] = "%" + self.search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        if self.created_after is not None:
-            found["created_after"] = self.created_after
-        if self.created_before is not None:
-            found["created_before"] = self.created_before
-        if self.external_ids is not None:
-            found["external_ids"] = [e for e in self.external_ids if NUL not in e]
-        if self.user_id is not None:
-            found["filter_user_id"] = self.user_id
+        for name, value in self.values:
+            how = _FILTERS[name].how
+            if how == "substring":
+                if NUL not in value:
+                    found[f"filter_{name}"] = "%" + value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            elif how == "in":
+                found[f"filter_{name}"] = [v for v in value if not _holds_nul(v)]
+            elif not _holds_nul(value):
+                found[f"filter_{name}"] = value
         return found
 
 
+_FILTERS = {f.name: f for f in SESSION_FILTERS}
+
+
+def _holds_nul(value) -> bool:
+    return isinstance(value, str) and NUL in value
+
+
 def _filter_conditions(shape: tuple) -> list:
-    search, created_after, created_before, external_ids, user_id = shape
+    """The SQL of each filter given, as its declaration says; values are bound by name."""
     found = []
-    if search == "nothing":
-        found.append(false())
-    elif search == "like":
-        pattern = bindparam("search")
-        found.append(
-            func.lower(Session.title).like(pattern, escape="\\")
-            | func.lower(Session.external_id).like(pattern, escape="\\")
-        )
-    if created_after:
-        found.append(Session.created_at > bindparam("created_after", type_=Session.created_at.type))
-    if created_before:
-        found.append(Session.created_at < bindparam("created_before", type_=Session.created_at.type))
-    if external_ids:
-        found.append(Session.external_id.in_(bindparam("external_ids", expanding=True)))
-    if user_id:
-        found.append(Session.user_id == bindparam("filter_user_id", type_=Session.user_id.type))
+    for name, nothing in shape:
+        if nothing:
+            found.append(false())
+            continue
+        f = _FILTERS[name]
+        columns = [Session.__table__.c[c] for c in f.columns]
+        bound = f"filter_{name}"
+        value = bindparam(bound, expanding=True) if f.how == "in" else bindparam(bound, type_=columns[0].type)
+        if f.how == "substring":
+            pattern = bindparam(bound)
+            found.append(or_(*(func.lower(c).like(pattern, escape="\\") for c in columns)))
+        elif f.how == "after":
+            found.append(columns[0] > value)
+        elif f.how == "before":
+            found.append(columns[0] < value)
+        elif f.how == "in":
+            found.append(columns[0].in_(value))
+        else:
+            found.append(columns[0] == value)
     return found
 
 

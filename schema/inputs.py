@@ -1,10 +1,10 @@
 """Input types of the read API."""
 
-import uuid
-from datetime import datetime
 from enum import Enum
 
 import strawberry
+
+from sessiongraph.models.fields import SESSION_FILTERS
 
 
 @strawberry.enum
@@ -27,15 +27,16 @@ class SessionOrder:
     direction: OrderDirection = OrderDirection.DESC
 
 
+def with_declared_filters(cls):
+    """Gives an input class, before `strawberry.input` makes it one, an optional field for
+    each declared filter of the session list (models/fields.SESSION_FILTERS)."""
+    cls.__annotations__ = {f.name: f.annotation for f in SESSION_FILTERS}
+    for f in SESSION_FILTERS:
+        setattr(cls, f.name, strawberry.field(default=None, description=f.description))
+    return cls
+
+
 @strawberry.input
+@with_declared_filters
 class SessionFilter:
-    search: str | None = strawberry.field(
-        default=None, description="Case-insensitive substring of the title or the external id."
-    )
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    external_ids: list[str] | None = strawberry.field(default=None, description="Only these external ids.")
-    user_id: uuid.UUID | None = strawberry.field(
-        default=None,
-        description="Only this owner's sessions (an ADMIN's filter; a USER sees only its own anyway).",
-    )
+    pass

@@ -47,15 +47,7 @@ class Query:
         order_by: SessionOrder | None = None,
     ) -> Connection[Session]:
         order_by = order_by or SessionOrder()
-        where = queries.SessionListFilter()
-        if filter is not None:
-            where = queries.SessionListFilter(
-                search=filter.search,
-                created_after=filter.created_after,
-                created_before=filter.created_before,
-                external_ids=None if filter.external_ids is None else tuple(filter.external_ids),
-                user_id=filter.user_id,
-            )
+        where = queries.SessionListFilter.of({} if filter is None else vars(filter))
         page = await queries.list_sessions(
             info.context,
             first,
