@@ -24,11 +24,52 @@ class Json:
     """The annotation of a JSON value (any JSON the caller stored)."""
 
 
+class Nested:
+    """The annotation of a value of another declared type (`NESTED[name]`): `many` a list of
+    them, `nullable` None allowed."""
+
+    def __init__(self, name: str, nullable: bool = False, many: bool = False) -> None:
+        self.name, self.nullable, self.many = name, nullable, many
+
+
 class TurnStatus(Enum):
     RUNNING = "RUNNING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+
+
+class IdentityType(Enum):
+    USER = "USER"
+    MACHINE = "MACHINE"
+
+
+class SessionKind(Enum):
+    AGENT = "AGENT"
+    TERMINAL = "TERMINAL"
+    RED_TEAM = "RED_TEAM"
+
+
+class SessionStatus(Enum):
+    READY = "READY"
+    OPEN = "OPEN"
+    DONE = "DONE"
+
+
+class TerminalVerb(Enum):
+    EXEC = "EXEC"
+    CONNECT = "CONNECT"
+
+
+class ReviewStatus(Enum):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    REVOKED = "REVOKED"
+
+
+MICROS = 1_000_000  # costs are stored as whole millionths of a dollar: sums stay exact
+DEFAULT_CONTEXT_PROMPT_COUNT = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +140,45 @@ def elapsed_ms(row) -> float:
     return (row.timestamp - row.session_created_at).total_seconds() * 1000
 
 
-def _status(row) -> TurnStatus:
-    return TurnStatus(row.status)
+def _enum(enum: type[Enum], column: str) -> Callable:
+    get = attrgetter(column)
+    return lambda row: enum(get(row))
+
+
+def _optional_enum(enum: type[Enum], column: str) -> Callable:
+    get = attrgetter(column)
+    return lambda row: None if (value := get(row)) is None else enum(value)
+
+
+def _item(key: str, default=None) -> Callable:
+    """A JSON object's value at `key` (the nested types stored as JSON)."""
+    return lambda found: found.get(key, default)
+
+
+def _item_enum(enum: type[Enum], key: str) -> Callable:
+    return lambda found: enum(found[key])
+
+
+def _item_time(key: str) -> Callable:
+    return lambda found: None if (value := found.get(key)) is None else datetime.fromisoformat(value)
+
+
+def _of_kind(kind: str) -> Callable:
+    """The row itself when the session is of `kind` (its details are columns of the row)."""
+    return lambda row: row if row.kind == kind else None
+
+
+def session_cost(row) -> float:
+    return row.cost_usd_micros / MICROS
+
+
+def turn_cost(row) -> float | None:
+    return None if row.cost_usd_micros is None else row.cost_usd_micros / MICROS
+
+
+def settings_of(stored: dict | None) -> dict:
+    """Red-teaming settings as read: the stored object, the prompt count 5 when not set."""
+    return {"context_strategy_prompt_count": DEFAULT_CONTEXT_PROMPT_COUNT, **(stored or {})}
 
 
 SESSION_FIELDS = (
@@ -113,7 +191,6 @@ SESSION_FIELDS = (
         stored=Stored("string", nullable=True, length=255),
     ),
     Field("title", str | None, stored=Stored("string", nullable=True, length=255)),
-    Field("org_id", uuid.UUID, stored=Stored("uuid"), exposed=False),
     Field("user_id", uuid.UUID, stored=Stored("uuid", references="users.id")),
     Field("created_at", datetime, stored=Stored("time")),
     Field("updated_at", datetime, stored=Stored("time")),
@@ -127,6 +204,60 @@ SESSION_FIELDS = (
     Field("tokens_used", int, "Sum of the turns' tokens.", stored=Stored("int", default=0)),
     Field("token_budget", int | None, stored=Stored("int", nullable=True)),
     Field("metadata", Json, stored=Stored("json", default=dict)),
+    Field("kind", SessionKind, stored=Stored("string", length=16, default="AGENT"), value=_enum(SessionKind, "kind")),
+    Field("org_id", uuid.UUID, "The organisation the session belongs to.", stored=Stored("uuid")),
+    Field(
+        "cost_usd",
+        float,
+        "Sum of its turns' `costUsd`, exact to a millionth of a dollar; 0 when none was reported.",
+        reads=("cost_usd_micros",),
+        value=session_cost,
+    ),
+    Field("cost_usd_micros", int, stored=Stored("bigint", default=0), exposed=False),
+    Field(
+        "status",
+        SessionStatus,
+        "READY or OPEN until `endSession`, then DONE. Starting a turn or appending an event makes a "
+        "READY session OPEN; on a DONE one, starting or completing a turn or appending an event is "
+        "BAD_USER_INPUT and changes nothing.",
+        stored=Stored("string", length=8, default="OPEN"),
+        value=_enum(SessionStatus, "status"),
+    ),
+    Field("ended_at", datetime | None, stored=Stored("time", nullable=True)),
+    Field(
+        "batch_id",
+        str | None,
+        "Groups sessions executed together, e.g. one command run on many hosts.",
+        stored=Stored("string", nullable=True, length=255),
+    ),
+    Field(
+        "correlation_id",
+        str | None,
+        "An external workflow or task id grouping the sessions of one logical run.",
+        stored=Stored("string", nullable=True, length=255),
+    ),
+    Field(
+        "identity_type",
+        IdentityType,
+        "Whether a person or a machine identity started the session: the identity type of the API key "
+        "that created it; imported sessions say so on their line (USER when they do not).",
+        stored=Stored("string", length=16, default="USER"),
+        value=_enum(IdentityType, "identity_type"),
+    ),
+    Field(
+        "terminal",
+        Nested("TerminalDetails", nullable=True),
+        "Details of a TERMINAL session; null for other kinds.",
+        reads=("kind",),
+        value=_of_kind("TERMINAL"),
+    ),
+    Field(
+        "red_team",
+        Nested("RedTeamDetails", nullable=True),
+        "Details of a RED_TEAM session; null for other kinds.",
+        reads=("kind",),
+        value=_of_kind("RED_TEAM"),
+    ),
     # The last seq given to an event of this session; writers take the next ones under the
     # row's lock, so seqs stay gapless.
     Field("event_count", int, stored=Stored("int", default=0), exposed=False),
@@ -157,7 +288,7 @@ TURN_FIELDS = (
         reads=("result", "fallback_output"),
         value=final_output,
     ),
-    Field("status", TurnStatus, stored=Stored("string", length=16), value=_status),
+    Field("status", TurnStatus, stored=Stored("string", length=16), value=_enum(TurnStatus, "status")),
     Field("created_at", datetime, stored=Stored("time")),
     Field("completed_at", datetime | None, stored=Stored("time", nullable=True)),
     Field("tokens_used", int, stored=Stored("int", default=0)),
@@ -175,6 +306,33 @@ TURN_FIELDS = (
         list[str],
         "Distinct agent ids of the turn's events, sorted.",
         stored=Stored("json", default=list, name="agents"),
+    ),
+    Field(
+        "cost_usd",
+        float | None,
+        "What the turn cost in US dollars, as its writer reported it (0..1,000,000, at most 6 decimals).",
+        reads=("cost_usd_micros",),
+        value=turn_cost,
+    ),
+    Field("cost_usd_micros", int | None, stored=Stored("bigint", nullable=True), exposed=False),
+    Field(
+        "endpoint",
+        str | None,
+        "The endpoint the prompt went to (RED_TEAM sessions).",
+        stored=Stored("string", nullable=True, length=255),
+    ),
+    Field(
+        "prepared_prompt",
+        str | None,
+        "The prompt as sent, after the template and context strategy.",
+        stored=Stored("text", nullable=True),
+    ),
+    Field(
+        "red_team_settings",
+        Nested("RedTeamSettings", nullable=True),
+        "The settings the prompt was sent with (RED_TEAM sessions).",
+        stored=Stored("json", nullable=True),
+        value=lambda row: None if row.red_team_settings is None else settings_of(row.red_team_settings),
     ),
 )
 
@@ -212,15 +370,187 @@ EVENT_FIELDS = (
     Field("dedup_key", str | None, stored=Stored("string", nullable=True, length=255), exposed=False),
 )
 
+# The details of TERMINAL and RED_TEAM sessions: columns of the session's row (the objects
+# read from the row itself), and JSON objects stored in them (read by key).
+
+TERMINAL_FIELDS = (
+    Field("verb", TerminalVerb, stored=Stored("string", nullable=True, length=16), value=_enum(TerminalVerb, "verb")),
+    Field("exit_code", int | None, "The Linux exit code, once known.", stored=Stored("int", nullable=True)),
+    Field("resource", Nested("Resource"), reads=("resource_name",), value=lambda row: row),
+    Field("input", str | None, "What was run, for EXEC sessions.", stored=Stored("text", nullable=True, name="terminal_input")),
+    Field("input_size", int, "Bytes of `input`.", stored=Stored("int", default=0)),
+    Field(
+        "stream_size",
+        int,
+        "Bytes of the session's stored INPUT, OUTPUT and ERROR contents.",
+        stored=Stored("bigint", default=0),
+    ),
+    Field("columns", int | None, "Terminal size, for replay.", stored=Stored("int", nullable=True, name="terminal_columns")),
+    Field("rows", int | None, stored=Stored("int", nullable=True, name="terminal_rows")),
+    Field(
+        "user_email",
+        str | None,
+        "The person behind the session as the gateway's identity provider knows them.",
+        stored=Stored("string", nullable=True, length=255),
+    ),
+    Field("user_display_name", str | None, stored=Stored("string", nullable=True, length=255)),
+    Field("user_subject", str | None, stored=Stored("string", nullable=True, length=255)),
+    Field(
+        "machine_identity_id",
+        str | None,
+        "The machine identity, when `identityType` is MACHINE.",
+        stored=Stored("string", nullable=True, length=255),
+    ),
+    Field("data_masking", Nested("DataMasking", nullable=True), stored=Stored("json", nullable=True)),
+    Field(
+        "guardrails",
+        Nested("GuardrailMatch", many=True),
+        "Guardrail rules that matched; non-empty means the session was blocked by at least one.",
+        stored=Stored("json", default=list),
+    ),
+    # How many guardrail matches `guardrails` holds, kept by the writers: what the
+    # `blockedByGuardrail` filter reads.
+    Field("guardrail_count", int, stored=Stored("int", default=0), exposed=False),
+    Field(
+        "review",
+        Nested("Review", nullable=True),
+        reads=("review_status",),
+        value=lambda row: row if row.review_status is not None else None,
+    ),
+    Field(
+        "ai_analysis",
+        Json | None,
+        "An analysis of the session by a model, as the gateway stored it.",
+        stored=Stored("json", nullable=True),
+    ),
+)
+
+RESOURCE_FIELDS = (
+    Field("name", str, "The connection's name, e.g. pgdemo.", stored=Stored("string", nullable=True, length=255, name="resource_name")),
+    Field(
+        "type",
+        str,
+        "database, application, custom, ...",
+        stored=Stored("string", nullable=True, length=255, name="resource_type"),
+    ),
+    Field(
+        "subtype",
+        str | None,
+        "postgres, mysql, ssh, tcp, ...",
+        stored=Stored("string", nullable=True, length=255, name="resource_subtype"),
+    ),
+    Field(
+        "resource_name",
+        str | None,
+        "The resource behind the connection.",
+        stored=Stored("string", nullable=True, length=255, name="resource_resource_name"),
+    ),
+    Field(
+        "tags",
+        Json,
+        'A JSON object of string values, e.g. {"team": "banking"}.',
+        stored=Stored("json", nullable=True, name="resource_tags"),
+        value=lambda row: row.resource_tags or {},
+    ),
+)
+
+REVIEW_FIELDS = (
+    Field("status", ReviewStatus, stored=Stored("string", nullable=True, length=16, name="review_status"), value=_enum(ReviewStatus, "review_status")),
+    Field("created_at", datetime, stored=Stored("time", nullable=True, name="review_created_at")),
+    Field(
+        "decisions",
+        Nested("ReviewDecision", many=True),
+        stored=Stored("json", nullable=True, name="review_decisions"),
+        value=lambda row: row.review_decisions or [],
+    ),
+)
+
+RED_TEAM_FIELDS = (
+    Field(
+        "runner_id",
+        str,
+        "The runner's id. A RED_TEAM session created or imported without an external id takes the "
+        "runner id as its external id, so `session(id: runnerId)` finds it.",
+        stored=Stored("string", nullable=True, length=255),
+    ),
+    Field("endpoints", list[str], "The endpoints under test, in the runner's order.", stored=Stored("json", nullable=True)),
+    Field(
+        "settings",
+        Nested("RedTeamSettings"),
+        "The settings in force now; each turn keeps those it was sent with.",
+        stored=Stored("json", nullable=True, name="red_team_settings"),
+        value=lambda row: settings_of(row.red_team_settings),
+    ),
+)
+
+DATA_MASKING_FIELDS = (
+    Field("error_count", int, value=_item("error_count")),
+    Field("info_types", Json, 'Redactions by info type, e.g. {"EMAIL_ADDRESS": 1}.', value=_item("info_types")),
+    Field("total_redact_count", int, value=_item("total_redact_count")),
+    Field("transformed_bytes", int, value=_item("transformed_bytes")),
+)
+
+GUARDRAIL_MATCH_FIELDS = (
+    Field("rule", str, value=_item("rule")),
+    Field("direction", str, "INPUT or OUTPUT: where it matched.", value=_item("direction")),
+    Field("matched_words", list[str], value=_item("matched_words", [])),
+)
+
+REVIEW_DECISION_FIELDS = (
+    Field("group", str, value=_item("group")),
+    Field("status", ReviewStatus, value=_item_enum(ReviewStatus, "status")),
+    Field("reviewer_email", str | None, value=_item("reviewer_email")),
+    Field("decided_at", datetime | None, value=_item_time("decided_at")),
+)
+
+RED_TEAM_SETTINGS_FIELDS = (
+    Field("attack_module", str | None, value=_item("attack_module")),
+    Field("context_strategy", str | None, value=_item("context_strategy")),
+    Field(
+        "context_strategy_prompt_count",
+        int,
+        "How many earlier prompts of the chat the context strategy adds (0..100, default 5).",
+        value=_item("context_strategy_prompt_count"),
+    ),
+    Field("prompt_template", str | None, value=_item("prompt_template")),
+    Field("metric", str | None, value=_item("metric")),
+    Field("system_prompt", str | None, value=_item("system_prompt")),
+)
+
+# The node types, each the fields of one table's rows.
 FIELDS = {"Session": SESSION_FIELDS, "Turn": TURN_FIELDS, "Event": EVENT_FIELDS}
+# The other object types, by GraphQL name, and what each is made from.
+NESTED = {
+    "TerminalDetails": TERMINAL_FIELDS,
+    "Resource": RESOURCE_FIELDS,
+    "Review": REVIEW_FIELDS,
+    "RedTeamDetails": RED_TEAM_FIELDS,
+    "DataMasking": DATA_MASKING_FIELDS,
+    "GuardrailMatch": GUARDRAIL_MATCH_FIELDS,
+    "ReviewDecision": REVIEW_DECISION_FIELDS,
+    "RedTeamSettings": RED_TEAM_SETTINGS_FIELDS,
+}
+NESTED_DESCRIPTIONS = {
+    "TerminalDetails": "A TERMINAL session as the access gateway recorded it.",
+    "Resource": "The connection a TERMINAL session went through.",
+    "RedTeamDetails": "A RED_TEAM session: a runner sending the same prompts to several endpoints.",
+}
+# Each table's columns: its node type's stored fields, then those of the details stored in
+# its rows.
+TABLE_FIELDS = {
+    "Session": SESSION_FIELDS + TERMINAL_FIELDS + RESOURCE_FIELDS + REVIEW_FIELDS + RED_TEAM_FIELDS,
+    "Turn": TURN_FIELDS,
+    "Event": EVENT_FIELDS,
+}
 
 
 def exposed(type_name: str) -> tuple[Field, ...]:
-    return tuple(f for f in FIELDS[type_name] if f.exposed)
+    return tuple(f for f in FIELDS.get(type_name) or NESTED[type_name] if f.exposed)
 
 
 def stored(type_name: str) -> tuple[Field, ...]:
-    return tuple(f for f in FIELDS[type_name] if f.stored is not None)
+    """The columns of the table of `type_name`'s rows."""
+    return tuple(f for f in TABLE_FIELDS[type_name] if f.stored is not None)
 
 
 @dataclass(frozen=True, slots=True)

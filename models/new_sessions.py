@@ -8,7 +8,7 @@ from datetime import datetime
 from itertools import chain
 from operator import attrgetter
 
-from sessiongraph.models.fields import FIELDS
+from sessiongraph.models.fields import FIELDS, stored
 
 
 @dataclass(slots=True)
@@ -149,31 +149,33 @@ def turn_row(session_id: uuid.UUID, position: int, turn: NewTurn) -> dict:
     """A new turn's row, its figures worked out from the events it comes with."""
     return stored_row("Turn", turn, {
         "session_id": session_id,
-        "turn": position,
+        "position": position,
         "fallback_output": fallback_output(turn.events),
-        "agents_involved": sorted({e.agent_id for e in turn.events if e.agent_id}),
+        "agents": sorted({e.agent_id for e in turn.events if e.agent_id}),
     })
 
 
 def stored_row(type_name: str, given, figures: dict) -> dict:
-    """A new row of `type_name`'s table, by column: each stored field's value from
-    `figures` (what the writer works out), else as `given` has it, else its declared
-    default. A field added to the declarations is written without a change here."""
+    """A new row of `type_name`'s table, by column: each column's value from `figures`
+    (what the writer works out), else as `given` has it (an attribute named as the column),
+    else its declared default. A field added to the declarations is written without a
+    change here."""
     row = {}
     for f in _STORED[type_name]:
-        if f.name in figures:
-            value = figures[f.name]
-        elif hasattr(given, f.name):
-            value = getattr(given, f.name)
+        name = f.column_name
+        if name in figures:
+            value = figures[name]
+        elif hasattr(given, name):
+            value = getattr(given, name)
         else:
             default = f.stored.default
             value = default() if callable(default) else default
-        row[f.column_name] = value
+        row[name] = value
     return row
 
 
-_STORED = {name: tuple(f for f in fields if f.stored is not None and not f.stored.primary_key) for name, fields in FIELDS.items()}
-_STORED["Session"] = tuple(f for f in FIELDS["Session"] if f.stored is not None)  # its id is chosen, not generated
+_STORED = {name: tuple(f for f in stored(name) if not f.stored.primary_key) for name in FIELDS}
+_STORED["Session"] = stored("Session")  # its id is chosen, not generated
 
 
 def fallback_output(events: list[NewEvent]) -> str | None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, String, Table, Text, Uuid, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from sessiongraph.models.fields import FIELDS, Stored
+from sessiongraph.models.fields import Stored, stored
 from sessiongraph.models.types import BigId, JSONValue, UTCDateTime
 
 LIVE = text("deleted_at IS NULL")
@@ -66,7 +66,7 @@ def _column(name: str, stored: Stored) -> Column:
         _SQL_TYPES[stored.sql](stored),
         *arguments,
         primary_key=stored.primary_key,
-        nullable=stored.nullable or stored.primary_key,
+        nullable=stored.nullable,
         default=stored.default,
         autoincrement=stored.sql == "bigint" and stored.primary_key,
     )
@@ -74,7 +74,7 @@ def _column(name: str, stored: Stored) -> Column:
 
 def declared_table(name: str, type_name: str, *indexes) -> Table:
     """The table whose columns the declarations of `type_name` store, in their order."""
-    columns = [_column(f.column_name, f.stored) for f in FIELDS[type_name] if f.stored is not None]
+    columns = [_column(f.column_name, f.stored) for f in stored(type_name)]
     return Table(name, Base.metadata, *columns, *indexes)
 
 
@@ -118,6 +118,7 @@ class Turn(Base):
         "Turn",
         Index("turns_session_position", "session_id", "position", unique=True),
         Index("turns_session_task", "session_id", "task_id", unique=True),
+        Index("turns_session_endpoint_position", "session_id", "endpoint", "position"),
     )
 
 

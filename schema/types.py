@@ -18,23 +18,53 @@ from sessiongraph.resolvers.ids import to_global_id
 from sessiongraph.schema.connections import Connection
 
 TurnStatus = strawberry.enum(declared.TurnStatus)
+IdentityType = strawberry.enum(declared.IdentityType)
+SessionKind = strawberry.enum(declared.SessionKind)
+SessionStatus = strawberry.enum(declared.SessionStatus)
+TerminalVerb = strawberry.enum(declared.TerminalVerb)
+ReviewStatus = strawberry.enum(declared.ReviewStatus)
+
+# The object types made from declarations, by name (filled as they are made, each after
+# those its fields name).
+DECLARED_TYPES: dict[str, type] = {}
 
 
 def graphql_annotation(annotation):
-    """The GraphQL side of a declared Python type: `Json` is the JSON scalar."""
+    """The GraphQL side of a declared Python type: `Json` is the JSON scalar, a `Nested`
+    the declared type it names."""
     if annotation is declared.Json:
         return JSON
     if annotation == declared.Json | None:
         return JSON | None
+    if isinstance(annotation, declared.Nested):
+        named = DECLARED_TYPES[annotation.name]
+        named = list[named] if annotation.many else named
+        return named | None if annotation.nullable else named
     return annotation
 
 
-def with_declared_fields(type_name: str):
+def _converter(annotation):
+    """A declared value -> the GraphQL object it stands for (None: the value as it is)."""
+    if not isinstance(annotation, declared.Nested):
+        return None
+    build = DECLARED_TYPES[annotation.name].from_row
+    if annotation.many:
+        return lambda values: [build(v) for v in values]
+    return lambda value: None if value is None else build(value)
+
+
+def _value_of(f: declared.Field):
+    get, convert = f.getter, _converter(f.annotation)
+    return get if convert is None else (lambda row: convert(get(row)))
+
+
+def with_declared_fields(type_name: str, node: bool = True):
     """Gives a class, before `strawberry.type` makes it a type, an attribute for each exposed
-    field `type_name` declares (its type and description), after `id`, in declared order,
-    and `from_row`: a row -> the object, each value as its declaration says."""
+    field `type_name` declares (its type and description), after `id` for a node type, in
+    declared order, and `from_row`: a row (or a stored JSON object) -> the object, each
+    value as its declaration says."""
     fields = declared.exposed(type_name)
-    getters = tuple((f.name, f.getter) for f in fields)
+    getters = tuple((f.name, _value_of(f)) for f in fields)
 
     def decorate(cls):
         annotations = {f.name: graphql_annotation(f.annotation) for f in fields}
@@ -42,26 +72,40 @@ def with_declared_fields(type_name: str):
         for f in fields:
             setattr(cls, f.name, strawberry.field(description=f.description))
 
-        def from_row(row):
-            values = {name: get(row) for name, get in getters}
-            return cls(id=to_global_id(type_name, row.id), row=row, **values)
+        if node:
+            def from_row(row):
+                values = {name: get(row) for name, get in getters}
+                return cls(id=to_global_id(type_name, row.id), row=row, **values)
+        else:
+            def from_row(row):
+                return cls(row=row, **{name: get(row) for name, get in getters})
 
         cls.from_row = staticmethod(from_row)
+        DECLARED_TYPES[type_name] = cls
         return cls
 
     return decorate
+
+
+def declared_type(type_name: str) -> type:
+    """An object type with only the fields `type_name` declares."""
+    cls = type(type_name, (), {"__annotations__": {"row": strawberry.Private[Any]}, "__module__": __name__})
+    return strawberry.type(with_declared_fields(type_name, node=False)(cls), description=declared.NESTED_DESCRIPTIONS.get(type_name))
+
+
+Resource = declared_type("Resource")
+DataMasking = declared_type("DataMasking")
+GuardrailMatch = declared_type("GuardrailMatch")
+ReviewDecision = declared_type("ReviewDecision")
+Review = declared_type("Review")
+RedTeamSettings = declared_type("RedTeamSettings")
+TerminalDetails = declared_type("TerminalDetails")
 
 
 @strawberry.enum
 class Role(Enum):
     USER = "USER"
     ADMIN = "ADMIN"
-
-
-@strawberry.enum
-class IdentityType(Enum):
-    USER = "USER"
-    MACHINE = "MACHINE"
 
 
 @strawberry.enum
@@ -93,6 +137,34 @@ class Viewer:
             role=Role(viewer.role),
             identity_type=IdentityType(viewer.identity_type),
         )
+
+
+@strawberry.type
+class Chat:
+    endpoint: str
+    session: strawberry.Private[Any]  # the session's row
+
+    @strawberry.field(description="The chat's turns, oldest first: same paging rules as Session.turns.")
+    async def turns(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection["Turn"]:
+        page = await queries.chat_turn_page(info.context, self.session, self.endpoint, first, after, last, before)
+        return Connection.of(page, Turn.from_row)
+
+
+@strawberry.type(description=declared.NESTED_DESCRIPTIONS["RedTeamDetails"])
+@with_declared_fields("RedTeamDetails", node=False)
+class RedTeamDetails:
+    row: strawberry.Private[Any]
+
+    @strawberry.field(description="One chat per endpoint, in the order of `endpoints`.")
+    def chats(self) -> list[Chat]:
+        return [Chat(endpoint=endpoint, session=self.row) for endpoint in self.endpoints]
 
 
 @strawberry.type

@@ -40,12 +40,12 @@ BACKENDS = [
 
 
 @contextlib.asynccontextmanager
-async def fresh_database(backend: str):
-    """A new, migrated database of `backend`; dropped afterwards."""
+async def fresh_database(backend: str, revision: str = "head"):
+    """A new database of `backend`, migrated to `revision`; dropped afterwards."""
     if backend == "sqlite":
         with tempfile.TemporaryDirectory() as directory:
             url = f"sqlite+aiosqlite:///{directory}/test.db"
-            await upgrade_async(url)
+            await upgrade_async(url, revision)
             yield url
         return
     name = f"sessiongraph_test_{uuid.uuid4().hex[:12]}"
@@ -54,7 +54,7 @@ async def fresh_database(backend: str):
         await connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     try:
-        await upgrade_async(url)
+        await upgrade_async(url, revision)
         yield url
     finally:
         async with admin.connect() as connection:
