@@ -65,7 +65,8 @@ def check_external_id(external_id: str) -> str:
 
 def is_name(value: str) -> bool:
     """Whether `check_name` takes `value` (for a caller's fast path)."""
-    return len(value) <= MAX_NAME_LENGTH and bool(value.strip()) and not CONTROL.search(value)
+    # A printable string has no control character: most names, told at C speed.
+    return len(value) <= MAX_NAME_LENGTH and bool(value.strip()) and (value.isprintable() or not CONTROL.search(value))
 
 
 def check_name(value: str | None, what: str) -> str | None:
