@@ -201,7 +201,7 @@ def compile_attributes(run, graphql_type, details) -> NodeSelection | None:
         runner = run.planner._runners.get((graphql_type.name, name))
         if runner is None or runner.resolver is not None:
             return None
-        shape = run.planner.shape(graphql_type.fields[name])
+        shape = run.planner.shape(graphql_type.name, name)
         if not shape.leaf or shape.is_list:
             return None
         readers.append((key, _serialized(attrgetter(runner.python_name), value_serializer(shape))))

@@ -183,6 +183,7 @@ async def test_a_plain_client_request_id_is_kept_and_a_hostile_one_replaced(clie
     assert replaced.headers["x-request-id"] not in ("", "x\tforged log line")
 
 
+@pytest.mark.planner_bugs(1)  # the planner meets the resolver's failure first, and says so
 async def test_unexpected_error_is_masked_and_logged_with_the_request_id(client, key, engine, org, monkeypatch, caplog):
     await store(engine, org.admin)
 
