@@ -270,7 +270,7 @@ def _field_reader(run, graphql_type, node: FieldNode) -> Callable[[list], list]:
         return _serialized(reader.value, declared.message_of if encoding is ContentEncoding.UTF8 else _b64)
     if reader.as_is:
         return lambda rows: list(map(reader.value, rows))
-    shape = run.planner.shape(graphql_type.fields[name])
+    shape = run.planner.shape(graphql_type.name, name)
     return _serialized(reader.value, value_serializer(shape))
 
 
@@ -329,6 +329,8 @@ def _builder(readers: list[tuple[str, Callable[[list], list]]]) -> Callable[[lis
     columns = tuple(read for _, read in readers)
 
     def build(rows: list) -> list[dict]:
+        if not columns:  # every field skipped (@skip/@include): an empty object a row
+            return [{} for _ in rows]
         return [dict(zip(keys, values)) for values in zip(*[read(rows) for read in columns])]
 
     return build
