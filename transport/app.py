@@ -11,6 +11,7 @@ from starlette.routing import Route, WebSocketRoute
 from sessiongraph.config import Settings
 from sessiongraph.transport.http import GraphQLEndpoint
 from sessiongraph.models import create_engine
+from sessiongraph.gate.operation import Gate
 from sessiongraph.gate.persisted import PersistedDocuments, load_manifest
 from sessiongraph.live.broker import broker_for
 from sessiongraph.schema import schema as default_schema
@@ -62,12 +63,13 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
     if settings.trusted_documents_only:
         logging.getLogger("sessiongraph").info("trusted documents only: %d loaded", len(manifest))
     persisted = PersistedDocuments(manifest, settings.trusted_documents_only, settings.apq_cache_bytes)
-    graphql = GraphQLEndpoint(schema, engine, settings, persisted)
+    gate = Gate(schema, engine, settings, persisted)
+    graphql = GraphQLEndpoint(gate)
     app = App(
         graphql,
         routes=[
             Route("/graphql", graphql, methods=None),
-            WebSocketRoute("/graphql", GraphQLWebSocket(schema, engine, socket_limits)),
+            WebSocketRoute("/graphql", GraphQLWebSocket(gate, socket_limits)),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
