@@ -14,10 +14,10 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.exceptions import MissingQueryError
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
+from sessiongraph.explorer import Explorer
 from sessiongraph.gate.auth import authenticate, key_from_headers
 from sessiongraph.gate.persisted import PersistedDocuments, PersistedQueryError
 from sessiongraph.planner.extension import execute_planned
@@ -233,6 +233,7 @@ class GraphQLEndpoint:
     def __init__(self, schema, engine, settings, persisted: PersistedDocuments) -> None:
         self.schema, self.engine, self.settings, self.persisted = schema, engine, settings, persisted
         self.deadlines = Deadlines(settings.request_timeout)
+        self.explorer = Explorer("/graphql", settings.demo_key)
 
     async def __call__(self, scope, receive, send) -> None:
         headers = header_values(scope)
@@ -262,7 +263,7 @@ class GraphQLEndpoint:
             return self.respond(error_body("Use GET or POST.", "BAD_REQUEST"), JSON, 405, {"Allow": "GET, POST"})
         request = Request(scope, receive) if method == "GET" else None
         if request is not None and self.settings.graphiql and wants_graphiql(request, headers):
-            return HTMLResponse(get_graphql_ide_html())
+            return HTMLResponse(self.explorer.page)
         media_type = response_media_type(headers)
         if media_type is None:
             message = f"This server answers with {GRAPHQL_RESPONSE} or {JSON}."
