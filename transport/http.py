@@ -241,17 +241,20 @@ class GraphQLEndpoint:
         request_id = supplied if supplied and REQUEST_ID.fullmatch(supplied) else new_request_id()
         token = current_request_id.set(request_id)
         try:
-            response = await self.handle(scope, receive, headers)
-        except Exception:  # the last resort: the client learns nothing of it, the log everything
-            log.exception("request %s failed", request_id)
-            response = self.respond(error_body(INTERNAL_MESSAGE, "INTERNAL_SERVER_ERROR"), JSON, 500)
+            try:
+                response = await self.handle(scope, receive, headers)
+            except Exception:  # the last resort: the client learns nothing of it, the log everything
+                log.exception("request %s failed", request_id)
+                response = self.respond(error_body(INTERNAL_MESSAGE, "INTERNAL_SERVER_ERROR"), JSON, 500)
+            # Sent with the request id still set: the access log line (written as the response
+            # starts) carries it too.
+            if isinstance(response, JSONResponse):
+                await response.send(send, request_id)
+            else:
+                response.headers["X-Request-Id"] = request_id
+                await response(scope, receive, send)
         finally:
             current_request_id.reset(token)
-        if isinstance(response, JSONResponse):
-            await response.send(send, request_id)
-        else:
-            response.headers["X-Request-Id"] = request_id
-            await response(scope, receive, send)
 
     @staticmethod
     def respond(body: dict, media_type: str, status: int = 200, headers: dict | None = None) -> JSONResponse:
