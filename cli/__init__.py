@@ -98,6 +98,8 @@ def cmd_serve(args) -> int:
 
         key = _run(lambda engine: load_demo(engine, only_if_empty=True), args.url)
         os.environ[DEMO_KEY] = key
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("--demo on %s: whoever opens GraphiQL there gets the demo's ADMIN key", args.host)
     os.environ["SESSIONGRAPH_DATABASE_URL"] = args.url  # for the worker processes
     address = f"http://{args.host}:{args.port}/graphql"
     lines = [f"GraphiQL: {address}" + ("  (the key below is already in its Headers tab)" if key else "")]

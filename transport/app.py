@@ -63,8 +63,9 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        on_stop_signals(stopping)
+        restore_signals = on_stop_signals(stopping)
         yield
+        restore_signals()
         await broker_for(engine).close()
         await engine.dispose()
 
