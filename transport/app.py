@@ -63,9 +63,8 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        restore_signals = on_stop_signals(stopping)
+        on_stop_signals(stopping)
         yield
-        restore_signals()
         await broker_for(engine).close()
         await engine.dispose()
 

@@ -75,30 +75,20 @@ class ClosableWebSockets:
                 await connection.go_away()
 
 
-def on_stop_signals(callback):
+def on_stop_signals(callback) -> None:
     """Calls `callback` on the running loop at SIGTERM/SIGINT, then passes the signal on to
     the handler installed before (uvicorn's, which starts its shutdown). Called from the app's
-    start-up, after uvicorn installed its handlers; returns what puts those back. A no-op
-    outside the main thread (an app run by a test client)."""
+    start-up, after uvicorn installed its handlers; a no-op outside the main thread."""
     loop = asyncio.get_running_loop()
-    previous_handlers = {}
     for number in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(number)
 
         def handler(signum, frame, previous=previous):
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing left to close
-                loop.call_soon_threadsafe(callback, signum)
+            loop.call_soon_threadsafe(callback, signum)
             if callable(previous):
                 previous(signum, frame)
 
         try:
             signal.signal(number, handler)
-        except ValueError:  # not the main thread: no signals to take
-            break
-        previous_handlers[number] = previous
-
-    def restore() -> None:
-        for number, previous in previous_handlers.items():
-            signal.signal(number, previous)
-
-    return restore
+        except ValueError:  # not the main thread (an app run by a test client): no signals to take
+            return
