@@ -1,7 +1,10 @@
-"""The ASGI application: /graphql (HTTP and WebSocket), /healthz, /readyz."""
+"""The ASGI application: /graphql (HTTP and WebSocket), GraphiQL's assets under
+/graphiql/static/, /healthz, /readyz."""
 
+import asyncio
 import contextlib
 import logging
+import signal
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -15,6 +18,7 @@ from sessiongraph.gate.operation import Gate
 from sessiongraph.gate.persisted import PersistedDocuments, load_manifest
 from sessiongraph.live.broker import broker_for
 from sessiongraph.schema import schema as default_schema
+from sessiongraph.transport.shutdown import ClosableWebSockets, on_stop_signals
 from sessiongraph.transport.websocket import GraphQLWebSocket, SocketLimits
 
 
@@ -52,8 +56,15 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
             return PlainTextResponse("database unavailable", status_code=503)
         return PlainTextResponse("ok")
 
+    def stopping(signum: int) -> None:
+        logging.getLogger("sessiongraph").info(
+            "%s: no new connections; requests in flight finish, WebSockets close", signal.Signals(signum).name
+        )
+        asyncio.ensure_future(websockets.go_away())
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        on_stop_signals(stopping)
         yield
         await broker_for(engine).close()
         await engine.dispose()
@@ -65,11 +76,13 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
     persisted = PersistedDocuments(manifest, settings.trusted_documents_only, settings.apq_cache_bytes)
     gate = Gate(schema, engine, settings, persisted)
     graphql = GraphQLEndpoint(gate)
+    websockets = ClosableWebSockets(GraphQLWebSocket(gate, socket_limits))
     app = App(
         graphql,
         routes=[
             Route("/graphql", graphql, methods=None),
-            WebSocketRoute("/graphql", GraphQLWebSocket(gate, socket_limits)),
+            WebSocketRoute("/graphql", websockets),
+            Route("/graphiql/static/{name}", graphql.explorer, methods=["GET", "HEAD"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],

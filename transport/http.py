@@ -11,9 +11,9 @@ from functools import lru_cache
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.types.graphql import OperationType
 
+from sessiongraph.explorer import Explorer
 from sessiongraph.gate.auth import key_from_headers
 from sessiongraph.gate.operation import Gate, Refused, decode, error_body, is_request_error, new_request_id
 from sessiongraph.schema.errors import INTERNAL_MESSAGE, current_request_id
@@ -133,6 +133,7 @@ _MEDIA_TYPES = {GRAPHQL_RESPONSE: GRAPHQL_RESPONSE.encode(), JSON: JSON.encode()
 class GraphQLEndpoint:
     def __init__(self, gate: Gate) -> None:
         self.gate, self.settings = gate, gate.settings
+        self.explorer = Explorer("/graphql", gate.settings.demo_key)
 
     async def __call__(self, scope, receive, send) -> None:
         headers = header_values(scope)
@@ -140,17 +141,20 @@ class GraphQLEndpoint:
         request_id = supplied if supplied and REQUEST_ID.fullmatch(supplied) else new_request_id()
         token = current_request_id.set(request_id)
         try:
-            response = await self.handle(scope, receive, headers)
-        except Exception:  # the last resort: the client learns nothing of it, the log everything
-            log.exception("request %s failed", request_id)
-            response = self.respond(error_body(INTERNAL_MESSAGE, "INTERNAL_SERVER_ERROR"), JSON, 500)
+            try:
+                response = await self.handle(scope, receive, headers)
+            except Exception:  # the last resort: the client learns nothing of it, the log everything
+                log.exception("request %s failed", request_id)
+                response = self.respond(error_body(INTERNAL_MESSAGE, "INTERNAL_SERVER_ERROR"), JSON, 500)
+            # Sent with the request id still set: the access log line (written as the response
+            # starts) carries it too.
+            if isinstance(response, JSONResponse):
+                await response.send(send, request_id)
+            else:
+                response.headers["X-Request-Id"] = request_id
+                await response(scope, receive, send)
         finally:
             current_request_id.reset(token)
-        if isinstance(response, JSONResponse):
-            await response.send(send, request_id)
-        else:
-            response.headers["X-Request-Id"] = request_id
-            await response(scope, receive, send)
 
     @staticmethod
     def respond(body: dict, media_type: str, status: int = 200, headers: dict | None = None) -> JSONResponse:
@@ -162,7 +166,7 @@ class GraphQLEndpoint:
             return self.respond(error_body("Use GET or POST.", "BAD_REQUEST"), JSON, 405, {"Allow": "GET, POST"})
         request = Request(scope, receive) if method == "GET" else None
         if request is not None and self.settings.graphiql and wants_graphiql(request, headers):
-            return HTMLResponse(get_graphql_ide_html())
+            return HTMLResponse(self.explorer.page)
         media_type = response_media_type(headers)
         if media_type is None:
             message = f"This server answers with {GRAPHQL_RESPONSE} or {JSON}."
