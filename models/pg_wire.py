@@ -41,7 +41,7 @@ __all__ = ["queries_text"]
 
 _INT32 = struct.Struct("!I")
 _INT16 = struct.Struct("!H")
-_PROTOCOL_3 = 196608  # StartupMessage: protocol 3.0
+_PROTOCOL_3 = 3  # StartupMessage: the major protocol version in the code's high 16 bits (3.0, 3.2)
 _REQUEST_CODES = {80877102: 16, 80877103: 8, 80877104: 8}  # Cancel, SSL, GSSENC: their lengths
 _BODYLESS = frozenset(b"HSXc")  # Flush, Sync, Terminate, CopyDone: length is exactly 4
 # Bind, Close, CopyData, CopyFail, Describe, Execute, FunctionCall, password/SASL/GSS response
@@ -76,8 +76,8 @@ def _message(content: bytes, offset: int) -> tuple[int, bytes | None]:
         length = _int32(content, offset)
         body = _body(content, offset + 4, length - 4)
         code = _int32(body, 0)
-        if code == _PROTOCOL_3:
-            if not body.endswith(b"\0\0") and body != _INT32.pack(code) + b"\0":
+        if code >> 16 == _PROTOCOL_3:
+            if not body.endswith(b"\0\0") and body[4:] != b"\0":
                 raise _NotWire
         elif _REQUEST_CODES.get(code) != length:
             raise _NotWire

@@ -213,6 +213,9 @@ def test_password_and_startup_messages_render_nothing():
     password = b"p\x00\x00\x00\x0esecret123\x00"
     startup = b"\x00\x00\x00\x14\x00\x03\x00\x00user\x00alice\x00\x00"
     assert queries_text(startup) == ""
+    assert queries_text(b"\x00\x00\x00\x09\x00\x03\x00\x02\x00") == ""  # protocol 3.2, no parameters
+    assert queries_text(b"\x00\x00\x00\x09\x00\x04\x00\x00\x00") is None  # no protocol 4
+    assert queries_text(b"\x00\x00\x00\x09\x00\x03\x00\x00x") is None  # parameters not terminated
     assert queries_text(password) == ""
     assert queries_text(password + query(b"SELECT 1")) == "SELECT 1"
     cancel = b"\x00\x00\x00\x10\x04\xd2\x16.\x00\x00\x00\x01\x00\x00\x00\x02"
