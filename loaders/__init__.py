@@ -18,12 +18,16 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from strawberry.dataloader import DataLoader
 
 from sessiongraph.models import Event, Session, Turn
+from sessiongraph.models.fields import EVENT_SESSION_COLUMNS
 from sessiongraph.models.types import JSONIds
 
 SESSION_COLUMNS = tuple(Session.__table__.c)
 TURN_COLUMNS = tuple(Turn.__table__.c)
 # An event's `elapsedMs` is measured from its session's creation: it comes with the row.
-EVENT_COLUMNS = (*Event.__table__.c, Session.created_at.label("session_created_at"))
+EVENT_COLUMNS = (
+    *Event.__table__.c,
+    *(Session.__table__.c[column].label(name) for name, column in EVENT_SESSION_COLUMNS.items()),
+)
 EVENTS_WITH_SESSION = Event.__table__.join(Session.__table__, Event.session_id == Session.id)
 
 
@@ -195,13 +199,13 @@ class Loaders:
 @lru_cache(maxsize=256)
 def _chosen_columns(all_columns: tuple, names: tuple[str, ...] | None, select_from, parent: str) -> tuple[tuple, object]:
     """The columns of `names` and the parent's (all when None), and what to select them
-    from: the events' join with their session only when the session's creation time is
-    among them."""
+    from: the events' join with their session only when a column of the session's
+    (models/fields.EVENT_SESSION_COLUMNS) is among them."""
     if names is None:
         return all_columns, select_from
     by_name = {c.name: c for c in all_columns}
     columns = tuple(by_name[n] for n in dict.fromkeys((parent, *names)))
-    return columns, select_from if "session_created_at" in names else None
+    return columns, select_from if not EVENT_SESSION_COLUMNS.keys().isdisjoint(names) else None
 
 
 def page_statement(keys: list[PageKey], columns, parent, key, select_from=None, dialect: str = "") -> tuple:

@@ -13,7 +13,6 @@ operation, error and all.
 """
 
 import asyncio
-import base64
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Callable
@@ -72,7 +71,7 @@ def _readers(type_name: str) -> dict[str, Reader]:
 READERS: dict[str, dict[str, Reader]] = {name: _readers(name) for name in declared.FIELDS}
 # `Event.content(encoding:)`: a field with an argument, read as its argument says when the
 # plan is made (see _content_reader).
-READERS["Event"]["content"] = Reader(attrgetter("content"), ("content",))
+READERS["Event"]["content"] = Reader(attrgetter("content"), ("content", "type", "session_kind", "session_resource_subtype"))
 
 # What a page of each type always fetches besides its parent's id: its own id (the parent
 # of the next level) and the sort key (its cursor).
@@ -267,15 +266,12 @@ def _field_reader(run, graphql_type, node: FieldNode) -> Callable[[list], list]:
     if name == "content" and graphql_type.name == "Event":
         runner = run.planner._runners[graphql_type.name, name]
         encoding = run.argument_values(runner, graphql_type.fields[name], node).get("encoding", ContentEncoding.UTF8)
-        return _serialized(reader.value, declared.message_of if encoding is ContentEncoding.UTF8 else _b64)
+        render = declared.content_as(encoding)
+        return lambda rows: list(map(render, rows))
     if reader.as_is:
         return lambda rows: list(map(reader.value, rows))
     shape = run.planner.shape(graphql_type.name, name)
     return _serialized(reader.value, value_serializer(shape))
-
-
-def _b64(content):
-    return None if content is None else base64.b64encode(content).decode()
 
 
 def compile_connection(run, connection_type, details, fetched=None) -> ConnectionSelection | None:
