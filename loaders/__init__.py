@@ -169,7 +169,7 @@ class Loaders:
         for group in groups.values():
             names = None if group[0].columns is None else ("endpoint", *group[0].columns)
             columns, _ = _chosen_columns(TURN_COLUMNS, names, None, "session_id")
-            statement = _chat_page_statement(columns, group[0].batch, len(group) == 1, dialect)
+            statement = _chat_page_statement(columns, group[0].batch, len({k.parent for k in group}) == 1, dialect)
             by_chat = defaultdict(list)
             for row in await self.context.rows(statement, chat_parameters([k.parent for k in group], dialect), reused=True):
                 by_chat[row.session_id, row.endpoint].append(row)
@@ -180,7 +180,7 @@ class Loaders:
     async def _chat_turn_counts(self, chats: list[tuple]) -> list[int]:
         """How many turns each (session id, endpoint) has: one grouped count for them all."""
         dialect = self.context.engine.dialect.name
-        statement = _chat_count_statement(len(chats) == 1, dialect)
+        statement = _chat_count_statement(len(set(chats)) == 1, dialect)
         counts = {(s, e): n for s, e, n in await self.context.rows(statement, chat_parameters(chats, dialect), reused=True)}
         return [counts.get(chat, 0) for chat in chats]
 
@@ -284,6 +284,7 @@ def chat_parameters(chats: list[tuple], dialect: str) -> dict:
     """The (session id, endpoint) pairs bound as one value, so the statement's text is the
     same whatever their number: two arrays on PostgreSQL (unnest() pairs them up again), a
     JSON array of pairs on SQLite (UUIDs as the 32 hex digits its Uuid columns hold)."""
+    chats = list(dict.fromkeys(chats))  # joined to the turns: a pair given twice would count twice
     if len(chats) == 1:
         return {"session_id": chats[0][0], "endpoint": chats[0][1]}
     if dialect == "postgresql":
@@ -294,23 +295,25 @@ def chat_parameters(chats: list[tuple], dialect: str) -> dict:
 
 
 @lru_cache(maxsize=8)
-def _chats_condition(single: bool, dialect: str):
-    """`(session_id, endpoint)` among the bound pairs: equality for one, a row value IN the
-    pairs for several; the index turns_session_endpoint_position serves both."""
+def _chats(single: bool, dialect: str) -> tuple:
+    """What to select turns of the bound chats from, and on what condition: for one chat,
+    the turns with its session id and endpoint; for several, the pairs joined to the turns
+    on both, so each pair is a range of the index turns_session_endpoint_position (SQLite
+    chose turns_session_position for a row value IN the pairs, and filtered endpoints)."""
     if single:
-        return and_(Turn.session_id == bindparam("session_id"), Turn.endpoint == bindparam("endpoint"))
+        return Turn.__table__, (Turn.session_id == bindparam("session_id"), Turn.endpoint == bindparam("endpoint"))
     if dialect == "postgresql":
         pairs = func.unnest(
             bindparam("session_ids", type_=ARRAY(Turn.session_id.type)),
             bindparam("endpoints", type_=ARRAY(Turn.endpoint.type)),
         ).table_valued("session_id", "endpoint").render_derived()
-        return tuple_(*CHAT).in_(select(pairs.c.session_id, pairs.c.endpoint))
-    if dialect == "sqlite":
+        session_id, endpoint = pairs.c.session_id, pairs.c.endpoint
+    elif dialect == "sqlite":
         pairs = func.json_each(bindparam("chats", type_=String)).table_valued("value")
-        return tuple_(*CHAT).in_(
-            select(func.json_extract(pairs.c.value, "$[0]"), func.json_extract(pairs.c.value, "$[1]"))
-        )
-    return tuple_(*CHAT).in_(bindparam("chats", expanding=True))
+        session_id, endpoint = func.json_extract(pairs.c.value, "$[0]"), func.json_extract(pairs.c.value, "$[1]")
+    else:
+        return Turn.__table__, (tuple_(*CHAT).in_(bindparam("chats", expanding=True)),)
+    return pairs.join(Turn.__table__, and_(Turn.session_id == session_id, Turn.endpoint == endpoint)), ()
 
 
 @lru_cache(maxsize=512)
@@ -319,7 +322,8 @@ def _chat_page_statement(columns, batch: tuple, single: bool, dialect: str):
     limit, forward, after, before, _events, _columns = batch
     key = Turn.position
     order = key.asc() if forward else key.desc()
-    conditions = [_chats_condition(single, dialect)]
+    chats, conditions = _chats(single, dialect)
+    conditions = list(conditions)
     if after is not None:
         conditions.append(key > after)
     if before is not None:
@@ -327,7 +331,7 @@ def _chat_page_statement(columns, batch: tuple, single: bool, dialect: str):
     if single:
         return select(*columns).where(*conditions).order_by(order).limit(limit + 1)
     number = func.row_number().over(partition_by=CHAT, order_by=order).label("page_row")
-    inner = select(*columns, number).where(*conditions).subquery()
+    inner = select(*columns, number).select_from(chats).where(*conditions).subquery()
     return (
         select(*(c for c in inner.c if c.name != "page_row"))
         .where(inner.c.page_row <= limit + 1)
@@ -337,4 +341,5 @@ def _chat_page_statement(columns, batch: tuple, single: bool, dialect: str):
 
 @lru_cache(maxsize=8)
 def _chat_count_statement(single: bool, dialect: str):
-    return select(*CHAT, func.count()).where(_chats_condition(single, dialect)).group_by(*CHAT)
+    chats, conditions = _chats(single, dialect)
+    return select(*CHAT, func.count()).select_from(chats).where(*conditions).group_by(*CHAT)
