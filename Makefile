@@ -7,7 +7,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test install schema clean bench bench-compare
+.PHONY: serve test install schema clean bench bench-compare explorer-assets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/sessiongraph demo --if-empty
-	$(BIN)/sessiongraph serve --host $(HOST) --port $(PORT)
+	$(BIN)/sessiongraph serve --demo --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -rs $(PYTEST_ARGS)
@@ -27,6 +26,11 @@ test: $(STAMP)
 # Rewrites the committed SDL after a deliberate change to the schema.
 schema: $(STAMP)
 	$(BIN)/sessiongraph export-schema > schema/schema.graphql
+
+# GraphiQL's browser build, fetched from npm at the versions pinned in the script, into
+# explorer/static/ (committed: the package ships it, so the explorer needs no CDN).
+explorer-assets:
+	explorer/refresh-assets.sh
 
 # Load benchmarks against the hand-written floor (and, bench-compare, PostGraphile): see
 # bench/RESULTS.md. Not part of `make test`; bench/run.py installs wrk (apt-get) when it can.

@@ -27,17 +27,54 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+def migrate_quietly(url: str) -> str:
+    """`upgrade`, saying in one line what it did instead of Alembic's line per step."""
+    import logging
+    import re
+
+    from sqlalchemy.engine import make_url
+
+    from sessiongraph.migrations import head_revision, upgrade
+
+    steps: list[str] = []
+
+    class Steps(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if (message := record.getMessage()).startswith("Running upgrade"):
+                steps.append(message)
+
+    alembic = logging.getLogger("alembic.runtime.migration")
+    handler, level, propagate = Steps(), alembic.level, alembic.propagate
+    alembic.addHandler(handler)
+    alembic.setLevel(logging.INFO)
+    alembic.propagate = False
+    try:
+        upgrade(url)
+    finally:
+        alembic.removeHandler(handler)
+        alembic.setLevel(level)
+        alembic.propagate = propagate
+    shown = make_url(url).render_as_string(hide_password=True)
+    if not steps:
+        return f"database: {shown}, schema up to date ({head_revision() or 'head'})"
+    revision = re.search(r"-> (\S+?),", steps[-1])
+    return f"database: {shown}, schema migrated to {revision.group(1) if revision else 'head'} ({len(steps)} step{'s' * (len(steps) > 1)})"
+
+
 def cmd_serve(args) -> int:
     import logging
+    import logging.config
     import os
+    import signal
 
     import uvicorn
 
-    from sessiongraph.migrations import upgrade
+    from sessiongraph.config import DEMO_KEY, ENV, FLAGS, Settings
+    from sessiongraph.observability.logs import log_config
 
-    from sessiongraph.config import ENV, FLAGS, Settings
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging_config = log_config(args.log_format)
+    logging.config.dictConfig(logging_config)
+    log = logging.getLogger("sessiongraph")
     # The worker processes read their settings from the environment.
     for name, variable in ENV.items():
         if getattr(args, name) is not None:
@@ -45,21 +82,45 @@ def cmd_serve(args) -> int:
     for name, variable in FLAGS.items():
         if getattr(args, name):
             os.environ[variable] = "1"
+    os.environ.pop(DEMO_KEY, None)  # only --demo below prefills GraphiQL with a key
     try:
         Settings.from_env(args.url)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    upgrade(args.url)
+    if args.shutdown_grace < 0:
+        print("error: --shutdown-grace must be zero or more", file=sys.stderr)
+        return 2
+    database = migrate_quietly(args.url)
+    key = None
+    if args.demo:
+        from sessiongraph.ingest.demo import load_demo
+
+        key = _run(lambda engine: load_demo(engine, only_if_empty=True), args.url)
+        os.environ[DEMO_KEY] = key
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("--demo on %s: whoever opens GraphiQL there gets the demo's ADMIN key", args.host)
     os.environ["SESSIONGRAPH_DATABASE_URL"] = args.url  # for the worker processes
-    print(f"GraphiQL: http://{args.host}:{args.port}/graphql", flush=True)
+    address = f"http://{args.host}:{args.port}/graphql"
+    lines = [f"GraphiQL: {address}" + ("  (the key below is already in its Headers tab)" if key else "")]
+    if key:
+        lines.append(f"API key: {key}")
+    lines.append(database)
+    for line in lines:
+        if args.log_format == "json":
+            log.info("%s", line)
+        else:
+            print(line, flush=True)
+    # uvicorn re-raises the signal it shut down for once it is done, to the handler that was
+    # there before it: this one makes a shutdown by SIGTERM exit with 0.
+    signal.signal(signal.SIGTERM, _stopped)
     uvicorn.run(
         "sessiongraph.transport.server_factory:app",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level="info",
+        log_config=logging_config,
         # A log line per request costs about 15% of the rate of `{ viewer { userId } }`:
         # off unless asked for.
         access_log=args.access_log,
@@ -71,8 +132,17 @@ def cmd_serve(args) -> int:
         loop="uvloop",
         http="sessiongraph.transport.protocol:OneWriteHttpToolsProtocol",
         env_file=None,
+        # At SIGTERM: requests in flight get this long to finish, then are cancelled.
+        timeout_graceful_shutdown=args.shutdown_grace,
     )
     return 0
+
+
+def _stopped(signum, frame) -> None:
+    import logging
+
+    logging.getLogger("sessiongraph").info("stopped")
+    raise SystemExit(0)
 
 
 def cmd_import(args) -> int:
@@ -140,6 +210,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--access-log", action="store_true", help="log a line per request (off by default: it costs)")
+    serve.add_argument("--log-format", choices=["text", "json"], default="text", help="json: one JSON object a line, with the request id")
+    serve.add_argument("--shutdown-grace", type=float, default=30.0, metavar="SECONDS", help="at SIGTERM, how long requests in flight may still run (30)")
+    serve.add_argument("--demo", action="store_true", help="load the demo data set into an empty database and put a new key for it in GraphiQL")
     serve.add_argument("--no-introspection", action="store_true", help="refuse introspection; also turns GraphiQL off")
     serve.add_argument("--no-graphiql", action="store_true", help="no GraphiQL page on GET /graphql")
     serve.add_argument("--no-planner", action="store_true", help="execute every query field by field (no planned execution)")

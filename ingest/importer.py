@@ -17,7 +17,8 @@ import orjson
 from sessiongraph import migrations
 from sessiongraph.models import create_engine, sqlite_bulk
 from sessiongraph.models.new_sessions import NewEvent, NewSession, NewTurn
-from sessiongraph.resolvers.rules import RuleBroken, check_external_id, sanitize_title
+from sessiongraph.resolvers import rules
+from sessiongraph.resolvers.rules import RuleBroken
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,13 +27,24 @@ TURN_STATUSES = {"RUNNING", "COMPLETED", "FAILED", "CANCELLED"}
 # What the columns hold on PostgreSQL (SQLite would take more): checked here so that a line
 # is accepted or rejected alike on both databases.
 INT_MAX = 2**31 - 1
-# The columns' lengths (a test holds them to the tables', which would load SQLAlchemy here).
-TASK_ID = WORKFLOW_ID = AGENT_ID = DEDUP_KEY = 255
-EVENT_TYPE = 64
+# The input rules' lengths (resolvers/rules.py), which a test holds to the columns' (reading
+# the tables here would load SQLAlchemy).
+TASK_ID = WORKFLOW_ID = AGENT_ID = DEDUP_KEY = rules.MAX_NAME_LENGTH
+EVENT_TYPE = rules.MAX_TYPE_LENGTH
 
 
 class LineError(ValueError):
     """A line breaks a rule of the import format."""
+
+
+def _rule(where: str, key: str, check, *values):
+    """`check(*values)`, one of the input rules the mutations apply (resolvers/rules.py): a
+    line is refused whenever a mutation would refuse the same values, with the mutation's
+    message after the value's place in the line."""
+    try:
+        return check(*values)
+    except RuleBroken as broken:
+        raise LineError(f"{where}: `{key}`: {broken}") from None
 
 
 @dataclass(slots=True)
@@ -51,7 +63,7 @@ class ImportReport:
         )
 
 
-def _get(obj: dict, key: str, kind, where: str, required: bool = False, max_length: int | None = None):
+def _get(obj: dict, key: str, kind, where: str, required: bool = False):
     value = obj.get(key)
     if value is None:
         if required:
@@ -61,8 +73,6 @@ def _get(obj: dict, key: str, kind, where: str, required: bool = False, max_leng
         raise LineError(f"{where}: `{key}` must be {getattr(kind, '__name__', kind)}")
     if kind is str and "\x00" in value:  # PostgreSQL text cannot hold NUL
         raise LineError(f"{where}: `{key}` contains a NUL character")
-    if max_length is not None and len(value) > max_length:
-        raise LineError(f"{where}: `{key}` is longer than {max_length} characters")
     return value
 
 
@@ -106,22 +116,19 @@ def parse_event(obj, where: str) -> NewEvent:
         raise LineError(f"{where}: an event must be an object")
     if obj.get("message") is not None and obj.get("message_b64") is not None:
         raise LineError(f"{where}: an event has at most one of `message` and `message_b64`")
-    content = None
-    if (message := _get(obj, "message", str, where)) is not None:
-        content = message.encode()
-    elif (encoded := _get(obj, "message_b64", str, where)) is not None:
-        try:
-            content = base64.b64decode(encoded, validate=True)
-        except ValueError:  # binascii.Error, or a character beyond ASCII
-            raise LineError(f"{where}: `message_b64` is not base64") from None
-    return NewEvent(
-        type=_get(obj, "type", str, where, required=True, max_length=EVENT_TYPE),
-        timestamp=_time(obj, "timestamp", where, required=True),
-        agent_id=_get(obj, "agent_id", str, where, max_length=AGENT_ID),
-        content=content,
-        payload=_json(obj, "payload", where),
-        dedup_key=_get(obj, "dedup_key", str, where, max_length=DEDUP_KEY),
-    )
+    message = _get(obj, "message", str, where)
+    encoded = _get(obj, "message_b64", str, where)
+    kind = _get(obj, "type", str, where, required=True)
+    timestamp = _time(obj, "timestamp", where, required=True)
+    agent_id = _get(obj, "agent_id", str, where)
+    payload = _json(obj, "payload", where)
+    dedup_key = _get(obj, "dedup_key", str, where)
+    _rule(where, "type", rules.check_event_type, kind)
+    _rule(where, "agent_id", rules.check_name, agent_id, "agent id")
+    _rule(where, "dedup_key", rules.check_name, dedup_key, "dedup key")
+    content = _rule(where, "message" if encoded is None else "message_b64", rules.event_content, message, encoded)
+    _rule(where, "payload", rules.check_payload, payload)
+    return NewEvent(type=kind, timestamp=timestamp, agent_id=agent_id, content=content, payload=payload, dedup_key=dedup_key)
 
 
 def _events(obj: dict, where: str, clean: bool = False) -> list[NewEvent]:
@@ -148,9 +155,9 @@ def _plain_event(obj) -> NewEvent:
     get = obj.get
     kind, agent_id, dedup_key, message = get("type"), get("agent_id"), get("dedup_key"), get("message")
     if (
-        type(kind) is not str or len(kind) > EVENT_TYPE
-        or (agent_id is not None and (type(agent_id) is not str or len(agent_id) > AGENT_ID))
-        or (dedup_key is not None and (type(dedup_key) is not str or len(dedup_key) > DEDUP_KEY))
+        type(kind) is not str or not is_event_type(kind)
+        or (agent_id is not None and (type(agent_id) is not str or not is_name(agent_id)))
+        or (dedup_key is not None and (type(dedup_key) is not str or not is_name(dedup_key)))
     ):
         raise _NotPlain
     encoded = get("message_b64")
@@ -165,6 +172,11 @@ def _plain_event(obj) -> NewEvent:
             raise _NotPlain from None
     else:
         raise _NotPlain
+    payload = get("payload")
+    if (content is not None and len(content) > MAX_CONTENT_BYTES) or (
+        payload is not None and len(_dumps(payload)) > MAX_PAYLOAD_BYTES
+    ):
+        raise _NotPlain
     stamp = get("timestamp")
     try:
         timestamp = _fromisoformat(stamp)
@@ -176,10 +188,13 @@ def _plain_event(obj) -> NewEvent:
     # included), is SQLite's text for its value with the T a space and the Z cut: cutting
     # it costs a fraction of formatting the datetime again.
     text = stamp[:26].replace("T", " ") if len(stamp) == 27 and stamp[26] == "Z" and stamp[4:20:3] == "--T::." else None
-    return NewEvent(kind, timestamp, agent_id, content, get("payload"), dedup_key, text)
+    return NewEvent(kind, timestamp, agent_id, content, payload, dedup_key, text)
 
 
 _fromisoformat = datetime.fromisoformat
+_dumps = orjson.dumps
+is_event_type, is_name = rules.is_event_type, rules.is_name
+MAX_CONTENT_BYTES, MAX_PAYLOAD_BYTES = rules.MAX_CONTENT_BYTES, rules.MAX_PAYLOAD_BYTES
 
 
 def parse_turn(obj, where: str, clean: bool = False) -> NewTurn:
@@ -188,14 +203,21 @@ def parse_turn(obj, where: str, clean: bool = False) -> NewTurn:
     status = _get(obj, "status", str, where) or "COMPLETED"
     if status not in TURN_STATUSES:
         raise LineError(f"{where}: `status` must be one of {', '.join(sorted(TURN_STATUSES))}")
+    task_id = _get(obj, "task_id", str, where, required=True)
+    created_at = _time(obj, "created_at", where, required=True)
+    workflow_id = _get(obj, "workflow_id", str, where)
+    completed_at = _time(obj, "completed_at", where)
+    _rule(where, "task_id", rules.check_name, task_id, "task id")
+    _rule(where, "workflow_id", rules.check_name, workflow_id, "workflow id")
+    _rule(where, "completed_at", rules.check_completion, created_at, completed_at)
     return NewTurn(
-        task_id=_get(obj, "task_id", str, where, required=True, max_length=TASK_ID),
-        created_at=_time(obj, "created_at", where, required=True),
-        workflow_id=_get(obj, "workflow_id", str, where, max_length=WORKFLOW_ID),
+        task_id=task_id,
+        created_at=created_at,
+        workflow_id=workflow_id,
         user_query=_get(obj, "user_query", str, where),
         result=_get(obj, "result", str, where),
         status=status,
-        completed_at=_time(obj, "completed_at", where),
+        completed_at=completed_at,
         tokens_used=_count(obj, "tokens_used", where) or 0,
         duration_ms=_count(obj, "duration_ms", where),
         events=_events(obj, where, clean),
@@ -215,16 +237,12 @@ def parse_session(line: bytes) -> NewSession:
     clean = b"\\u0000" not in line
     title = _get(obj, "title", str, where)
     external_id = _get(obj, "external_id", str, where)
-    try:  # the mutations' rules
-        title = None if title is None else sanitize_title(title)
-        external_id = None if external_id is None else check_external_id(external_id)
-    except RuleBroken as e:
-        raise LineError(f"{where}: {e}") from None
     metadata = _json(obj, "metadata", where)
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict):
+    if metadata is not None and not isinstance(metadata, dict):
         raise LineError(f"{where}: `metadata` must be an object")
+    title = None if title is None else _rule(where, "title", rules.sanitize_title, title)
+    external_id = None if external_id is None else _rule(where, "external_id", rules.check_external_id, external_id)
+    metadata = _rule(where, "metadata", rules.check_metadata, metadata)
     turns = _get(obj, "turns", list, where) or []
     return NewSession(
         org_id=_uuid(obj, "org_id", where, required=True),

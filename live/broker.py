@@ -33,6 +33,7 @@ from sessiongraph.models import Event
 from sessiongraph.models.recording import write_transaction
 from sessiongraph.resolvers.context import Viewer
 from sessiongraph.resolvers.errors import CodedError
+from sessiongraph.resolvers.visibility import may_see_owner
 from sessiongraph.loaders import EVENT_COLUMNS, EVENTS_WITH_SESSION
 
 log = logging.getLogger("sessiongraph.broker")
@@ -114,11 +115,6 @@ async def publishing(engine: AsyncEngine) -> AsyncIterator[Publication]:
         broker = broker_for(engine)
         for notice in publication.notices:
             broker.receive(notice)
-
-
-def may_see_owner(viewer: Viewer, org_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-    """visibility.can_see for a session known only by its owner (a deleted one included)."""
-    return org_id == viewer.org_id and (viewer.is_admin or user_id == viewer.user_id)
 
 
 class Subscriber:

@@ -48,13 +48,25 @@ class EventFilter:
     types: tuple[str, ...] | None
     include_partial: bool
 
+    @classmethod
+    def of(cls, types, include_partial) -> "EventFilter":
+        """From a field's arguments `types` and `includePartial`."""
+        return cls(None if types is None else tuple(types), bool(include_partial))
+
     def condition(self):
+        """The filter in SQL; None: every event."""
         if self.types is not None:
             # No stored type holds U+0000; PostgreSQL would refuse to compare with one.
             return Event.type.in_([t for t in self.types if "\x00" not in t])
         if not self.include_partial:
             return Event.type != "LLM_PARTIAL"
         return None
+
+    def matches(self, event_type: str) -> bool:
+        """The same filter as `condition`, for an event already read (a live one)."""
+        if self.types is not None:
+            return event_type in self.types
+        return self.include_partial or event_type != "LLM_PARTIAL"
 
 
 @dataclass(frozen=True, slots=True)

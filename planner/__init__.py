@@ -20,8 +20,11 @@ directly; anything else goes through `schema.execute` as before.
 
 The Strawberry schema stays the reference: values come from the same functions the types'
 `from_row` uses, the same resolvers and the same statements, and anything the planner does not cover -- mutations,
-subscriptions, introspection, directives other than @include/@skip -- or any error at all is
-left to normal execution, which then gives the answer and the error exactly as it would have.
+subscriptions, introspection, directives other than @include/@skip -- is left to normal
+execution, decided when the plan is made. So is a run that meets an error a resolver raises
+on purpose or a value its type forbids: normal execution then gives the answer and the error
+exactly as it would have. Any other failure of a run is a bug, logged and counted
+(planner/errors.py), and the operation is still answered by normal execution.
 """
 
 # The schema installs this package's extension and this package reads the schema's scalars:

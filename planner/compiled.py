@@ -215,7 +215,7 @@ def compile_details(run, graphql_type, details) -> Callable[[list], list[dict]] 
         read = DETAIL_READERS.get(graphql_type.name, {}).get(name)
         if read is None or node.arguments:
             return None
-        shape = run.planner.shape(graphql_type.fields[name])
+        shape = run.planner.shape(graphql_type.name, name)
         reader = _serialized(read, value_serializer(shape)) if shape.leaf else _objects_reader(run, read, shape, field_details)
         if reader is None:
             return None
@@ -256,7 +256,7 @@ def compile_attributes(run, graphql_type, details) -> NodeSelection | None:
         runner = run.planner._runners.get((graphql_type.name, name))
         if runner is None or runner.resolver is not None:
             return None
-        shape = run.planner.shape(graphql_type.fields[name])
+        shape = run.planner.shape(graphql_type.name, name)
         if not shape.leaf or shape.is_list:
             return None
         readers.append((key, _serialized(attrgetter(runner.python_name), value_serializer(shape))))
@@ -325,7 +325,7 @@ def _field_reader(run, graphql_type, node: FieldNode, details) -> Callable[[list
         return _serialized(reader.value, declared.message_of if encoding is ContentEncoding.UTF8 else _b64)
     if reader.as_is:
         return lambda rows: list(map(reader.value, rows))
-    shape = run.planner.shape(graphql_type.fields[name])
+    shape = run.planner.shape(graphql_type.name, name)
     if not shape.leaf:  # a declared object (Session.terminal, Turn.redTeamSettings)
         return _objects_reader(run, reader.value, shape, details)
     return _serialized(reader.value, value_serializer(shape))
@@ -386,6 +386,8 @@ def _builder(readers: list[tuple[str, Callable[[list], list]]]) -> Callable[[lis
     columns = tuple(read for _, read in readers)
 
     def build(rows: list) -> list[dict]:
+        if not columns:  # every field skipped (@skip/@include): an empty object a row
+            return [{} for _ in rows]
         return [dict(zip(keys, values)) for values in zip(*[read(rows) for read in columns])]
 
     return build

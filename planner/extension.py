@@ -29,7 +29,7 @@ class PlannedExecution(SchemaExtension):
         declined = getattr(context.context, "planner_declined", False)
         if document is not None and not context.pre_execution_errors and context.result is None and not declined:
             planner = planner_for(context.schema)
-            plan = planner.plan(context.query or id(document), document, context.operation_name)
+            plan = planner.plan(context.query or None, document, context.operation_name)
             if plan is not None:
                 try:
                     data = await planner.execute(plan, context.context, context.variables)

@@ -33,11 +33,28 @@ from strawberry.types.arguments import convert_arguments
 from strawberry.types.nodes import convert_selections
 
 from sessiongraph.planner import compiled
-from sessiongraph.planner.errors import Fallback
+from sessiongraph.planner.errors import Fallback, PlannerBug, expected
 
 SKIP_INCLUDE = {"skip", "include"}
 
 
+class Same:
+    """A dict key standing for one AST node, by identity. Nodes hash and compare by value,
+    recursively (a whole selection set hashed at every lookup; two equal selections at two
+    places one key); an id() would do, but only while the node lives. A Same holds its node,
+    so no other object can take its identity while the key is kept."""
+
+    __slots__ = ("node", "_hash")
+
+    def __init__(self, node) -> None:
+        self.node = node
+        self._hash = object.__hash__(node)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Same) and other.node is self.node
 
 
 @dataclass(slots=True)
@@ -150,7 +167,7 @@ class Planner:
         # not depend on their variables (planner/extension.execute_planned).
         self.ready: OrderedDict[tuple, tuple] = OrderedDict()
         self._runners = self._field_runners()
-        self._shapes: dict[int, Shape] = {}
+        self._shapes: dict[tuple[str, str], Shape] = {}
 
     def _field_runners(self) -> dict[tuple[str, str], FieldRunner]:
         runners = {}
@@ -173,17 +190,22 @@ class Planner:
                 )
         return runners
 
-    def shape(self, field_def) -> "Shape":
-        found = self._shapes.get(id(field_def))
+    def shape(self, type_name: str, field_name: str) -> "Shape":
+        """What the field's type asks of its values."""
+        key = (type_name, field_name)
+        found = self._shapes.get(key)
         if found is None:
-            found = self._shapes[id(field_def)] = Shape.of(field_def.type)
+            found = self._shapes[key] = Shape.of(self.graphql_schema.type_map[type_name].fields[field_name].type)
         return found
 
     # -- planning ---------------------------------------------------------------------
 
-    def plan(self, key: Any, document: DocumentNode, operation_name: str | None) -> Plan | None:
-        """The plan of a validated document, None when the planner does not cover it.
-        Cached under `key` (say, the document's hash and the operation name)."""
+    def plan(self, key: str | None, document: DocumentNode, operation_name: str | None) -> Plan | None:
+        """The plan of a validated document, None when the planner does not cover it. Cached
+        under the document's text `key` and the operation name; made for this run alone
+        without a text (a document built in process)."""
+        if key is None:
+            return self._make_plan(document, operation_name)
         cache_key = (key, operation_name)
         if cache_key in self._plans:
             self._plans.move_to_end(cache_key)
@@ -292,14 +314,16 @@ class Planner:
         return learnt
 
     async def execute(self, plan: Plan, context: Any, variables: dict | None) -> dict:
-        """The `data` of the operation; raises Fallback where normal execution must answer."""
-        run = _Run(self, plan, context, self._learnt(plan, variables))
-        query_type = self.graphql_schema.query_type
-        fields = run.root_fields(query_type)
-        data: dict = {}
+        """The `data` of the operation; raises Fallback where normal execution must answer,
+        having reported it as a bug when it was not an expected error (planner/errors.py)."""
         try:
-            await run.complete(query_type, fields, [None], [data])
-        except Exception as error:  # noqa: BLE001  any error at all: normal execution reports it
+            run = _Run(self, plan, context, self._learnt(plan, variables))
+            query_type = self.graphql_schema.query_type
+            data: dict = {}
+            await run.complete(query_type, run.root_fields(query_type), [None], [data])
+        except Exception as error:  # noqa: BLE001  normal execution answers, and reports the error
+            if not expected(error):
+                PlannerBug.report(error)
             raise Fallback from error
         return data
 
@@ -343,7 +367,7 @@ class _Run:
     def selected_fields(self, details) -> list:
         """Strawberry's `info.selected_fields` of a field (its directives' and arguments'
         variables are this run's: learnt once per set of variables)."""
-        key = tuple(id(d.node) for d in details)
+        key = tuple(map(Same, (d.node for d in details)))
         found = self.learnt.selected_fields.get(key)
         if found is None:
             fragments = {name: f.definition for name, f in self.plan.fragments.items()}
@@ -385,7 +409,7 @@ class _Run:
     def argument_values(self, runner: FieldRunner, field_def, node: FieldNode) -> dict:
         """The field's arguments as its resolver takes them; kept in the plan when they are
         literals, else for this run only (they depend on the variables)."""
-        key = id(node)
+        key = Same(node)
         found = self.plan.arguments.get(key)
         if found is None:
             found = self.run_arguments.get(key)
@@ -410,6 +434,7 @@ class _Run:
             field_def = parent_type.fields[name]
             runner = self.planner._runners[parent_type.name, name]
             kwargs = self.argument_values(runner, field_def, node)
+            shape = self.planner.shape(parent_type.name, name)
             if runner.takes_info:
                 kwargs = {**kwargs, runner.takes_info: PlannedInfo(self.info.context, self, details)}
             if runner.resolver is None:
@@ -418,24 +443,23 @@ class _Run:
             elif runner.is_async:
                 for out in outs:
                     out[key] = None  # keeps the key's place in the response
-                pending.append(self._complete_async(runner, kwargs, key, field_def, details, sources, outs))
+                pending.append(self._complete_async(runner, kwargs, key, shape, details, sources, outs))
                 continue
             else:
                 resolver = runner.resolver
                 values = [resolver(source, **kwargs) for source in sources]
-            pending.extend(self._complete_values(key, field_def, details, values, outs))
+            pending.extend(self._complete_values(key, shape, details, values, outs))
         if pending:
             await _all(pending)
 
-    async def _complete_async(self, runner, kwargs, key, field_def, details, sources, outs) -> None:
+    async def _complete_async(self, runner, kwargs, key, shape, details, sources, outs) -> None:
         resolver = runner.resolver
         values = await _all([resolver(source, **kwargs) for source in sources])
-        await _all(self._complete_values(key, field_def, details, values, outs))
+        await _all(self._complete_values(key, shape, details, values, outs))
 
-    def _complete_values(self, key, field_def, details, values, outs) -> list:
+    def _complete_values(self, key, shape, details, values, outs) -> list:
         """Sets `key` of each out from its value; returns the completions of the objects
         found, one per runtime type, for the caller to await together."""
-        shape = self.planner.shape(field_def)
         if shape.leaf:
             self._complete_leaves(key, shape, values, outs)
             return []
@@ -536,8 +560,8 @@ async def _update(outs: list[dict], built) -> None:
 def _key(type_name: str, details) -> tuple:
     """A selection's key: its type and its field nodes (most often one)."""
     if len(details) == 1:
-        return (type_name, id(details[0].node))
-    return (type_name, *(id(d.node) for d in details))
+        return (type_name, Same(details[0].node))
+    return (type_name, *(Same(d.node) for d in details))
 
 
 def _has_variable(value) -> bool:

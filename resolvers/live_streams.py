@@ -22,8 +22,7 @@ from sessiongraph.live.broker import Notice, Subscriber, broker_for
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput, CodedError, NotFound
 from sessiongraph.loaders import EVENT_COLUMNS, EVENTS_WITH_SESSION, EventFilter
-from sessiongraph.resolvers.queries import find_session
-from sessiongraph.resolvers.visibility import can_see
+from sessiongraph.resolvers.visibility import can_see, find_session, no_session
 
 REPLAY_PAGE = 500
 
@@ -52,7 +51,7 @@ async def session_events(
         raise BadUserInput("afterSeq must be 0 or more.")
     session = await find_session(ctx, id_)
     if session is None:
-        raise NotFound(f"No session {id_!r}.")
+        raise NotFound(no_session(id_))
     subscriber = await broker_for(ctx.engine).subscribe_events(ctx.viewer, session.id)
     # Read after subscribing: whatever is committed later reaches the subscriber's queue.
     async with ctx.engine.connect() as connection:
@@ -62,7 +61,7 @@ async def session_events(
     await ctx.release()
     if now.deleted_at is not None:  # deleted in between: a stream that ends at once
         subscriber.end()
-    events = EventFilter(None if types is None else tuple(types), bool(include_partial))
+    events = EventFilter.of(types, include_partial)
     replay = after_seq is not None and after_seq < now.event_count
     start = now.event_count if after_seq is None else after_seq
     return _session_events(ctx, subscriber, session.id, start, replay, events)
@@ -81,7 +80,7 @@ async def _session_events(
             if row.seq <= last:
                 continue
             last = row.seq
-            if _matches(events, row):
+            if events.matches(row.type):
                 yield row
                 await ctx.release()
         _raise_failure(subscriber, last)
@@ -111,12 +110,6 @@ async def _stored_events(ctx: RequestContext, session_id: uuid.UUID, after_seq: 
         if len(rows) < REPLAY_PAGE:
             return
         after_seq = rows[-1].seq
-
-
-def _matches(events: EventFilter, row) -> bool:
-    if events.types is not None:
-        return row.type in events.types
-    return events.include_partial or row.type != "LLM_PARTIAL"
 
 
 def _raise_failure(subscriber: Subscriber, last: int | None) -> None:

@@ -12,10 +12,11 @@ from sessiongraph.models import Session
 from sessiongraph.models.fields import SESSION_FILTERS
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput
-from sessiongraph.resolvers.ids import from_global_id, parse_uuid
+from sessiongraph.resolvers.ids import from_global_id
 from sessiongraph.loaders import SESSION_COLUMNS, EventFilter, PageKey
 from sessiongraph.resolvers.pagination import Page, PageArgs, cut_page, decode_cursor, encode_cursor
-from sessiongraph.resolvers.visibility import can_see, visible_sessions
+# find_session: the read side's lookup by id, used by the schema's `session` field.
+from sessiongraph.resolvers.visibility import find_session, visible_session, visible_sessions  # noqa: F401
 
 # No stored text holds U+0000 (PostgreSQL cannot store it, SQLite's LIKE stops at it), so a
 # value with one matches nothing; sent to the database it would fail the statement.
@@ -226,7 +227,7 @@ async def event_pages(
 ) -> list[Page]:
     """`event_page` for each of `parent_ids`, in one statement whatever their number."""
     args = PageArgs.parse(first, after, last, before, EVENTS_PAGE)
-    events = EventFilter(None if types is None else tuple(types), bool(include_partial))
+    events = EventFilter.of(types, include_partial)
     scopes = [f"{parent_kind}:{parent_id}" for parent_id in parent_ids]
     keys = [
         PageKey(parent_id, args.limit, args.forward, *_cursor_keys(args, "events", scope), events, columns)
@@ -268,35 +269,6 @@ def _cursor_keys(args: PageArgs, connection: str, scope: str) -> tuple[int | Non
         None if cursor is None else decode_cursor(cursor, connection, scope, (int,))[0]
         for cursor in (args.after, args.before)
     )
-
-
-async def find_session(ctx: RequestContext, id_: str):
-    """A visible session by global id, UUID or the caller's own external id, in that order."""
-    parsed = from_global_id(id_)
-    if parsed is not None and parsed[0] == "Session":
-        session = await visible_session(ctx, parsed[1])
-        if session is not None:
-            return session
-    if (as_uuid := parse_uuid(id_)) is not None:
-        session = await visible_session(ctx, as_uuid)
-        if session is not None:
-            return session
-    if NUL in id_:
-        return None
-    rows = await ctx.rows(
-        select(*SESSION_COLUMNS).where(
-            Session.user_id == ctx.viewer.user_id,
-            Session.org_id == ctx.viewer.org_id,
-            Session.external_id == id_,
-            Session.deleted_at.is_(None),
-        )
-    )
-    return rows[0] if rows else None
-
-
-async def visible_session(ctx: RequestContext, session_id: uuid.UUID):
-    session = await ctx.loaders.session.load(session_id)
-    return session if can_see(ctx.viewer, session) else None
 
 
 def parse_node_id(id_: str) -> tuple[str, object]:

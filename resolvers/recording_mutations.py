@@ -12,14 +12,10 @@ its organisation (a user id never seen before joins it). A session outside that 
 deleted one, is NOT_FOUND, as if it did not exist.
 """
 
-import base64
-import binascii
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import orjson
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -37,92 +33,42 @@ from sessiongraph.models.recording import (
     store_session,
 )
 from sessiongraph.live.broker import events_appended, publishing, session_changed
-from sessiongraph.resolvers.context import RequestContext, Viewer
+from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput, Forbidden, NotFound
-from sessiongraph.resolvers.ids import from_global_id, parse_uuid
 from sessiongraph.loaders import EVENT_COLUMNS, EVENTS_WITH_SESSION, SESSION_COLUMNS, TURN_COLUMNS
-from sessiongraph.resolvers.rules import check_external_id, sanitize_title
+from sessiongraph.resolvers.rules import (
+    at,
+    check_completion,
+    check_count,
+    check_event_type,
+    check_external_id,
+    check_metadata,
+    check_name,
+    check_payload,
+    event_content,
+    sanitize_title,
+)
+from sessiongraph.resolvers.visibility import lock_writable_session, may_write, no_session, turn_key, writes_for_others
 
 MAX_EVENTS_PER_CALL = 1000
-MAX_METADATA_BYTES = 64 * 1024
-MAX_PAYLOAD_BYTES = 64 * 1024
-MAX_CONTENT_BYTES = 1024 * 1024
-MAX_NAME_LENGTH = 255  # task, workflow and agent ids, dedup keys
-MAX_TYPE_LENGTH = 64
-
-
-def writes_for_others(viewer: Viewer) -> bool:
-    return viewer.is_admin or viewer.identity_type == "MACHINE"
-
-
-def may_write(viewer: Viewer, session) -> bool:
-    return (
-        session is not None
-        and session.deleted_at is None
-        and session.org_id == viewer.org_id
-        and (session.user_id == viewer.user_id or writes_for_others(viewer))
-    )
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _name(value: str | None, what: str, max_length: int = MAX_NAME_LENGTH) -> str | None:
-    """A caller's identifier: None stays None; else non-empty, short, no control character."""
-    if value is None:
-        return None
-    if not value.strip() or any(unicodedata.category(c) == "Cc" for c in value):
-        raise BadUserInput(f"{what} must be non-empty and have no control character.")
-    if len(value) > max_length:
-        raise BadUserInput(f"{what} is longer than {max_length} characters.")
-    return value
-
-
-def _json_size(value) -> int:
-    try:
-        return len(orjson.dumps(value))
-    except TypeError:
-        raise BadUserInput("The value is not JSON.") from None
-
-
-def _not_found(id_: str) -> NotFound:
-    return NotFound(f"No session {id_!r}.")
-
-
-async def _writable_session(connection: AsyncConnection, viewer: Viewer, id_: str):
-    """The session `id_` names (global id, UUID, then the caller's own external id, as
-    `queries.find_session` tries them), locked; NOT_FOUND when the caller may not write it."""
-    candidates: list[uuid.UUID] = []
-    parsed = from_global_id(id_)
-    if parsed is not None and parsed[0] == "Session":
-        candidates.append(parsed[1])
-    if (as_uuid := parse_uuid(id_)) is not None:
-        candidates.append(as_uuid)
-    for session_id in candidates:
-        session = await lock_session(connection, session_id)
-        if may_write(viewer, session):
-            return session
-    own = await connection.scalar(
-        select(Session.id).where(
-            Session.user_id == viewer.user_id,
-            Session.org_id == viewer.org_id,
-            Session.external_id == id_,
-            Session.deleted_at.is_(None),
-        )
-    )
-    if own is not None:
-        session = await lock_session(connection, own)
-        if may_write(viewer, session):
-            return session
-    raise _not_found(id_)
+async def _writable_session(connection: AsyncConnection, viewer, id_: str):
+    session = await lock_writable_session(connection, viewer, id_)
+    if session is None:
+        raise NotFound(no_session(id_))
+    return session
 
 
 def _turn_key(id_: str) -> int:
-    parsed = from_global_id(id_)
-    if parsed is None or parsed[0] != "Turn":
+    key = turn_key(id_)
+    if key is None:
         raise BadUserInput(f"{id_!r} is not a turn id.")
-    return parsed[1]
+    return key
 
 
 async def _row(connection: AsyncConnection, columns, key, value, select_from=None):
@@ -152,14 +98,8 @@ async def create_session(
         title = sanitize_title(title)
     if external_id is not None:
         check_external_id(external_id)
-    if token_budget is not None and token_budget < 0:
-        raise BadUserInput("tokenBudget must be 0 or more.")
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict):
-        raise BadUserInput("metadata must be a JSON object.")
-    if _json_size(metadata) > MAX_METADATA_BYTES:
-        raise BadUserInput(f"metadata is larger than {MAX_METADATA_BYTES} bytes.")
+    check_count(token_budget, "token budget")
+    metadata = check_metadata(metadata)
     now = _now()
     taken = BadUserInput(f"The external id {external_id!r} is in use on another live session of its owner.")
     try:
@@ -193,8 +133,8 @@ async def start_turn(
     ctx: RequestContext, session_id: str, task_id: str, workflow_id: str | None, user_query: str | None
 ):
     """The turn's row: the new one, or the session's turn with that task id, unchanged."""
-    _name(task_id, "taskId")
-    _name(workflow_id, "workflowId")
+    check_name(task_id, "task id")
+    check_name(workflow_id, "workflow id")
     async with publishing(ctx.engine) as publication:
         connection = publication.connection
         session = await _writable_session(connection, ctx.viewer, session_id)
@@ -222,25 +162,12 @@ class EventInput:
 
 
 def _new_event(index: int, given: EventInput, now: datetime) -> NewEvent:
-    where = f"events[{index}]"
-    if not given.type.strip() or len(given.type) > MAX_TYPE_LENGTH or not given.type.isprintable():
-        raise BadUserInput(f"{where}.type must be 1 to {MAX_TYPE_LENGTH} printable characters.")
-    _name(given.agent_id, f"{where}.agentId")
-    _name(given.dedup_key, f"{where}.dedupKey")
-    if given.message is not None and given.message_base64 is not None:
-        raise BadUserInput(f"{where} has both message and messageBase64; give at most one.")
-    content = None
-    if given.message is not None:
-        content = given.message.encode("utf-8", "surrogatepass")
-    elif given.message_base64 is not None:
-        try:
-            content = base64.b64decode(given.message_base64, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadUserInput(f"{where}.messageBase64 is not valid base64.") from None
-    if content is not None and len(content) > MAX_CONTENT_BYTES:
-        raise BadUserInput(f"{where} has more than {MAX_CONTENT_BYTES} bytes of content.")
-    if given.payload is not None and _json_size(given.payload) > MAX_PAYLOAD_BYTES:
-        raise BadUserInput(f"{where}.payload is larger than {MAX_PAYLOAD_BYTES} bytes.")
+    with at(f"events[{index}]"):
+        check_event_type(given.type)
+        check_name(given.agent_id, "agent id")
+        check_name(given.dedup_key, "dedup key")
+        content = event_content(given.message, given.message_base64)
+        check_payload(given.payload)
     return NewEvent(
         type=given.type,
         timestamp=given.timestamp or now,
@@ -299,8 +226,7 @@ async def complete_turn(
     turn_key = _turn_key(turn_id)
     if status == "RUNNING":
         raise BadUserInput("A turn is completed with COMPLETED, FAILED or CANCELLED, not RUNNING.")
-    if tokens_used is not None and tokens_used < 0:
-        raise BadUserInput("tokensUsed must be 0 or more.")
+    check_count(tokens_used, "tokens used")
     not_found = NotFound(f"No turn {turn_id!r}.")
     async with publishing(ctx.engine) as publication:
         connection = publication.connection
@@ -319,9 +245,7 @@ async def complete_turn(
             if not same:
                 raise BadUserInput(f"The turn has ended already ({turn.status}) with other values.")
             return turn
-        completed_at = completed_at or _now()
-        if completed_at < turn.created_at:
-            raise BadUserInput("completedAt is before the turn's start.")
+        completed_at = check_completion(turn.created_at, completed_at or _now())
         await end_turn(connection, turn, status, completed_at, result, tokens_used)
         publication.announce(session_changed("TURN_COMPLETED", session, turn.id))
         return await _row(connection, TURN_COLUMNS, Turn.id, turn.id)

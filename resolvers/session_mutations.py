@@ -11,63 +11,28 @@ pooled connection at a time.
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import select, update
 
 from sessiongraph.models import Session
 from sessiongraph.live.broker import publishing, session_changed
-from sessiongraph.resolvers.context import RequestContext, Viewer
-from sessiongraph.resolvers.errors import BadUserInput, NotFound
-from sessiongraph.resolvers.ids import from_global_id, parse_uuid
+from sessiongraph.resolvers.context import RequestContext
+from sessiongraph.resolvers.errors import NotFound
 from sessiongraph.loaders import SESSION_COLUMNS
-from sessiongraph.resolvers.rules import RuleBroken, check_external_id, sanitize_title
-from sessiongraph.resolvers.visibility import changeable_sessions
+from sessiongraph.resolvers.rules import sanitize_title
+from sessiongraph.resolvers.visibility import changeable_session_statement, no_session
 
 SESSIONS = Session.__table__
-
-
-def target_statement(viewer: Viewer, id_: str):
-    """The session `id_` names among those `viewer` may change, deleted ones included.
-
-    Ids are tried as `queries.find_session` tries them: global id, UUID, then the caller's
-    own external id; a live session comes before any deleted one, so an external id names its
-    live session while it has one, else the session deleted last under it. An id that can be
-    none of the three (empty, control characters, too long): BAD_USER_INPUT.
-    """
-    named = []
-    parsed = from_global_id(id_)
-    if parsed is not None and parsed[0] == "Session":
-        named.append(Session.id == parsed[1])
-    if (as_uuid := parse_uuid(id_)) is not None:
-        named.append(Session.id == as_uuid)
-    if not named:
-        try:
-            check_external_id(id_)
-        except RuleBroken:
-            raise BadUserInput(f"{id_!r} is neither a global id, a UUID nor an external id.") from None
-    named.append(and_(Session.user_id == viewer.user_id, Session.external_id == id_))
-    rank = case(*((condition, i) for i, condition in enumerate(named)), else_=len(named))
-    return (
-        select(*SESSION_COLUMNS)
-        .where(changeable_sessions(viewer), or_(*named))
-        .order_by(Session.deleted_at.is_not(None), rank, Session.deleted_at.desc().nulls_first())
-        .limit(1)
-    )
-
-
-def _not_found(id_: str) -> NotFound:
-    # The same answer for a missing, an invisible and a deleted session.
-    return NotFound(f"No session {id_!r}.")
 
 
 async def rename_session(ctx: RequestContext, id_: str, title: str):
     """The renamed session's row; BAD_USER_INPUT (title, id) before anything is read."""
     title = sanitize_title(title)
-    find = target_statement(ctx.viewer, id_)
+    find = changeable_session_statement(ctx.viewer, id_)
     async with publishing(ctx.engine) as publication:
         connection = publication.connection
         target = (await connection.execute(find)).first()
         if target is None or target.deleted_at is not None:
-            raise _not_found(id_)
+            raise NotFound(no_session(id_))
         renamed = (
             await connection.execute(
                 update(SESSIONS)
@@ -77,7 +42,7 @@ async def rename_session(ctx: RequestContext, id_: str, title: str):
             )
         ).first()
         if renamed is None:  # deleted since it was found
-            raise _not_found(id_)
+            raise NotFound(no_session(id_))
         publication.announce(session_changed("RENAMED", renamed))
     # Later fields of this operation must see the new title, not a row cached before.
     ctx.loaders.session.prime(renamed.id, renamed, force=True)
@@ -87,12 +52,12 @@ async def rename_session(ctx: RequestContext, id_: str, title: str):
 async def delete_session(ctx: RequestContext, id_: str) -> uuid.UUID:
     """Soft-deletes the session; the id of the deleted session, also when it already was
     (deleting is idempotent for whoever may change the session)."""
-    find = target_statement(ctx.viewer, id_)
+    find = changeable_session_statement(ctx.viewer, id_)
     async with publishing(ctx.engine) as publication:
         connection = publication.connection
         target = (await connection.execute(find)).first()
         if target is None:
-            raise _not_found(id_)
+            raise NotFound(no_session(id_))
         deleted = target
         if target.deleted_at is None:
             deleted = (

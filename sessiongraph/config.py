@@ -31,6 +31,9 @@ FLAGS = {
     "no_planner": "SESSIONGRAPH_NO_PLANNER",
 }
 
+# Set by `sessiongraph serve --demo` for its worker processes, never by hand.
+DEMO_KEY = "SESSIONGRAPH_DEMO_KEY"
+
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in {"1", "true", "yes", "on"}
@@ -70,6 +73,8 @@ class Settings:
     # one pays for a new connection (on PostgreSQL a new backend process), which halved the
     # list page's rate at 16 concurrent requests with SQLAlchemy's default of 5.
     db_pool_size: int = 20
+    # `sessiongraph serve --demo` only: the demo's key, put in GraphiQL's Headers tab.
+    demo_key: str | None = None
 
     @classmethod
     def from_env(cls, database: str | None = None) -> "Settings":
@@ -95,4 +100,5 @@ class Settings:
                 ENV["api_key_cache_seconds"], float, default.api_key_cache_seconds, zero=True
             ),
             db_pool_size=_env_number(ENV["db_pool_size"], int, default.db_pool_size),
+            demo_key=os.environ.get(DEMO_KEY) or None,
         )

@@ -21,6 +21,7 @@ from sessiongraph.migrations import upgrade_async
 from sessiongraph.models import Base, Session, Turn, create_engine
 from sessiongraph.models.recording import NewEvent, NewSession, NewTurn, ensure_user, store_session
 from sessiongraph.live.broker import broker_for
+from sessiongraph.planner.errors import PlannerBug
 from sessiongraph.resolvers.context import RequestContext, Viewer
 from sessiongraph.schema import schema
 
@@ -60,6 +61,21 @@ async def fresh_database(backend: str, revision: str = "head"):
         async with admin.connect() as connection:
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "planner_bugs(n): the test makes the planner fail unexpectedly n times, on purpose")
+
+
+@pytest.fixture(autouse=True)
+def no_planner_bug(request):
+    """Every test fails when a plan failed unexpectedly while it ran (planner/errors.py): such
+    a failure is answered by graphql-core all the same, and would otherwise go unnoticed."""
+    before = PlannerBug.count
+    yield
+    marker = request.node.get_closest_marker("planner_bugs")
+    expected = marker.args[0] if marker else 0
+    assert PlannerBug.count - before == expected, "the planner failed unexpectedly; its log line names the error"
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

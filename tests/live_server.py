@@ -24,6 +24,7 @@ from tests.conftest import api_key
 class LiveServer:
     url: str  # the /graphql endpoint
     log_path: Path
+    process: subprocess.Popen | None = None
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -46,7 +47,7 @@ def live_server(database_url: str, *flags: str, env: dict | None = None, start_t
         command, env={**os.environ, **(env or {})}, stdout=log_file, stderr=subprocess.STDOUT, text=True
     )
     base = f"http://127.0.0.1:{port}"
-    server = LiveServer(f"{base}/graphql", Path(log_file.name))
+    server = LiveServer(f"{base}/graphql", Path(log_file.name), process)
     try:
         deadline = time.monotonic() + start_timeout
         while True:

@@ -183,6 +183,7 @@ async def test_a_plain_client_request_id_is_kept_and_a_hostile_one_replaced(clie
     assert replaced.headers["x-request-id"] not in ("", "x\tforged log line")
 
 
+@pytest.mark.planner_bugs(1)  # the planner meets the resolver's failure first, and says so
 async def test_unexpected_error_is_masked_and_logged_with_the_request_id(client, key, engine, org, monkeypatch, caplog):
     await store(engine, org.admin)
 
@@ -206,12 +207,12 @@ async def test_unexpected_error_is_masked_and_logged_with_the_request_id(client,
 
 
 async def test_failure_outside_execution_is_a_coded_500(client, key, monkeypatch, caplog):
-    import sessiongraph.transport.http
+    import sessiongraph.gate.operation
 
     async def database_down(*args):
         raise OSError("connection refused to 10.0.0.5")
 
-    monkeypatch.setattr(sessiongraph.transport.http, "authenticate", database_down)
+    monkeypatch.setattr(sessiongraph.gate.operation, "authenticate", database_down)
     with caplog.at_level(logging.ERROR, logger="sessiongraph"):
         response = await post(client, key, {"query": "{ __typename }"})
     assert response.status_code == 500

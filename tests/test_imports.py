@@ -8,7 +8,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 # The import root and the folders mapped under it (pyproject's package-dir).
-PACKAGES = ["sessiongraph", "sessiongraph.cli", "sessiongraph.transport", "sessiongraph.gate", "sessiongraph.schema", "sessiongraph.resolvers", "sessiongraph.loaders", "sessiongraph.models", "sessiongraph.live", "sessiongraph.ingest", "sessiongraph.planner"]
+PACKAGES = ["sessiongraph", "sessiongraph.cli", "sessiongraph.transport", "sessiongraph.gate", "sessiongraph.schema", "sessiongraph.resolvers", "sessiongraph.loaders", "sessiongraph.models", "sessiongraph.live", "sessiongraph.ingest", "sessiongraph.planner", "sessiongraph.explorer", "sessiongraph.observability"]
 
 
 def modules() -> list[str]:

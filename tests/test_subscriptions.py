@@ -313,9 +313,10 @@ async def test_a_deleted_session_is_announced_with_its_id_and_no_session(engine,
 
 
 @contextlib.asynccontextmanager
-async def serving(engine, limits: SocketLimits | None = None):
-    """The app on a free local port, in this process; yields the ws:// URL of /graphql."""
-    app = create_app(Settings(database_url=str(engine.url)), engine=engine, socket_limits=limits)
+async def serving(engine, socket_limits: SocketLimits | None = None, **settings):
+    """The app on a free local port, in this process, under `settings` (the defaults for what
+    is not given); yields the ws:// URL of /graphql."""
+    app = create_app(Settings(database_url=str(engine.url), **settings), engine=engine, socket_limits=socket_limits)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning"))
     task = asyncio.create_task(server.serve())
     try:

@@ -1,7 +1,10 @@
-"""The ASGI application: /graphql (HTTP and WebSocket), /healthz, /readyz."""
+"""The ASGI application: /graphql (HTTP and WebSocket), GraphiQL's assets under
+/graphiql/static/, /healthz, /readyz."""
 
+import asyncio
 import contextlib
 import logging
+import signal
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -11,9 +14,11 @@ from starlette.routing import Route, WebSocketRoute
 from sessiongraph.config import Settings
 from sessiongraph.transport.http import GraphQLEndpoint
 from sessiongraph.models import create_engine
+from sessiongraph.gate.operation import Gate
 from sessiongraph.gate.persisted import PersistedDocuments, load_manifest
 from sessiongraph.live.broker import broker_for
 from sessiongraph.schema import schema as default_schema
+from sessiongraph.transport.shutdown import ClosableWebSockets, on_stop_signals
 from sessiongraph.transport.websocket import GraphQLWebSocket, SocketLimits
 
 
@@ -51,8 +56,15 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
             return PlainTextResponse("database unavailable", status_code=503)
         return PlainTextResponse("ok")
 
+    def stopping(signum: int) -> None:
+        logging.getLogger("sessiongraph").info(
+            "%s: no new connections; requests in flight finish, WebSockets close", signal.Signals(signum).name
+        )
+        asyncio.ensure_future(websockets.go_away())
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        on_stop_signals(stopping)
         yield
         await broker_for(engine).close()
         await engine.dispose()
@@ -62,12 +74,15 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
     if settings.trusted_documents_only:
         logging.getLogger("sessiongraph").info("trusted documents only: %d loaded", len(manifest))
     persisted = PersistedDocuments(manifest, settings.trusted_documents_only, settings.apq_cache_bytes)
-    graphql = GraphQLEndpoint(schema, engine, settings, persisted)
+    gate = Gate(schema, engine, settings, persisted)
+    graphql = GraphQLEndpoint(gate)
+    websockets = ClosableWebSockets(GraphQLWebSocket(gate, socket_limits))
     app = App(
         graphql,
         routes=[
             Route("/graphql", graphql, methods=None),
-            WebSocketRoute("/graphql", GraphQLWebSocket(schema, engine, socket_limits)),
+            WebSocketRoute("/graphql", websockets),
+            Route("/graphiql/static/{name}", graphql.explorer, methods=["GET", "HEAD"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],

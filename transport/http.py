@@ -1,27 +1,21 @@
-"""GraphQL over HTTP: POST and GET on /graphql, GraphiQL for browsers, the API key checked
-before anything is executed, status codes and media types per the GraphQL over HTTP spec,
-persisted documents, a time limit per request, and a request id on every response and on
-every log line about the request."""
+"""GraphQL over HTTP: POST and GET on /graphql, GraphiQL for browsers, status codes and media
+types per the GraphQL over HTTP spec, and a request id on every response and on every log line
+about the request. What an operation must pass -- the API key, size, decoding, persisted
+documents, limits, the time limit -- is the gate's (gate/operation.py), the same for the
+WebSocket."""
 
-import asyncio
-import itertools
 import logging
-import os
 import re
 from functools import lru_cache
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
-from strawberry.exceptions import MissingQueryError
-from strawberry.http.ides import get_graphql_ide_html
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from sessiongraph.gate.auth import authenticate, key_from_headers
-from sessiongraph.gate.persisted import PersistedDocuments, PersistedQueryError
-from sessiongraph.planner.extension import execute_planned
-from sessiongraph.resolvers.context import RequestContext
+from sessiongraph.explorer import Explorer
+from sessiongraph.gate.auth import key_from_headers
+from sessiongraph.gate.operation import Gate, Refused, decode, error_body, is_request_error, new_request_id
 from sessiongraph.schema.errors import INTERNAL_MESSAGE, current_request_id
 
 log = logging.getLogger("sessiongraph.transport.http")
@@ -30,26 +24,8 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 # A client's X-Request-Id is kept when it is this plain (it goes into log lines); else a new one.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-# New request ids: 32 hex digits, a random half per process and a count, unique without a
-# call into the kernel's random source per request.
-_ID_PREFIX = os.urandom(8).hex()
-_request_numbers = itertools.count()
 # What each method may run: mutations only over POST.
 ALLOWED = {"GET": frozenset({OperationType.QUERY}), "POST": frozenset({OperationType.QUERY, OperationType.MUTATION})}
-
-
-def new_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_request_numbers):016x}"
-
-
-class RequestError(Exception):
-    """A request refused before execution. `graphql_error`: a GraphQL request error, whose
-    status follows the media type (400 for graphql-response+json, 200 for json); else an
-    HTTP-level error with its own status."""
-
-    def __init__(self, status: int, message: str, code: str = "BAD_REQUEST", headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.code, self.headers = status, code, headers or {}
 
 
 def _media_ranges(accept: str) -> dict[str, float]:
@@ -100,8 +76,8 @@ def header_values(scope) -> dict[str, str]:
     return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in reversed(scope["headers"])}
 
 
-async def read_body(receive, max_body: int) -> bytes:
-    """The whole body, refused (413) as soon as it is larger than `max_body`."""
+async def read_body(receive, gate: Gate) -> bytes:
+    """The whole body, refused (413) as soon as it is larger than the gate's limit."""
     body = b""
     while True:
         message = await receive()
@@ -109,59 +85,29 @@ async def read_body(receive, max_body: int) -> bytes:
             raise ClientDisconnect()
         chunk = message.get("body", b"")
         body = body + chunk if body else chunk
-        if len(body) > max_body:
-            raise RequestError(413, f"The request body is larger than {max_body} bytes.")
+        gate.check_size(len(body))
         if not message.get("more_body", False):
             return body
 
 
-async def read_params(request: Request | None, receive, headers: dict, max_body: int) -> dict:
+async def read_params(request: Request | None, receive, headers: dict, gate: Gate) -> dict:
     """The request's parameters: `request` for a GET (its query string), else the body."""
     if request is not None:
         params = dict(request.query_params)
         for name in ("variables", "extensions"):
             if params.get(name):
-                try:
-                    params[name] = orjson.loads(params[name])
-                except orjson.JSONDecodeError:
-                    raise RequestError(400, f"`{name}` is not valid JSON.") from None
+                params[name] = decode(params[name], f"`{name}`")
         return params
     media_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != JSON:
-        raise RequestError(415, "POST bodies must be application/json.")
+        raise Refused("BAD_REQUEST", "POST bodies must be application/json.", 415)
     declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_body:
-        raise RequestError(413, f"The request body is larger than {max_body} bytes.")
-    body = await read_body(receive, max_body)
-    try:
-        params = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise RequestError(400, "The request body is not valid JSON.") from None
+    if declared.isdigit():
+        gate.check_size(int(declared))
+    params = decode(await read_body(receive, gate), "The request body")
     if not isinstance(params, dict):
-        raise RequestError(400, "The request body must be a JSON object.")
+        raise Refused("BAD_REQUEST", "The request body must be a JSON object.", 400)
     return params
-
-
-def check_params(params: dict) -> None:
-    query = params.get("query")
-    persisted = isinstance(params.get("extensions"), dict) and "persistedQuery" in params["extensions"]
-    if not (isinstance(query, str) and query) and not (persisted and query is None):
-        raise RequestError(400, "`query` must be a non-empty string.")
-    if params.get("operationName") is not None and not isinstance(params["operationName"], str):
-        raise RequestError(400, "`operationName` must be a string.")
-    for name in ("variables", "extensions"):
-        if params.get(name) is not None and not isinstance(params[name], dict):
-            raise RequestError(400, f"`{name}` must be an object.")
-
-
-def error_body(message: str, code: str) -> dict:
-    return {"errors": [{"message": message, "extensions": {"code": code}}]}
-
-
-def is_request_error(result) -> bool:
-    """Nothing was executed (parse, validation, limits, variable coercion): no `data` entry.
-    Every error raised while executing carries the path of its field."""
-    return result.data is None and bool(result.errors) and all(e.path is None for e in result.errors)
 
 
 class JSONResponse:
@@ -184,55 +130,10 @@ class JSONResponse:
 _MEDIA_TYPES = {GRAPHQL_RESPONSE: GRAPHQL_RESPONSE.encode(), JSON: JSON.encode()}
 
 
-class Deadlines:
-    """The time limit of the requests running, kept by one timer that looks at them every
-    `tick` seconds instead of a timer per request (`asyncio.timeout` costs about 5 us a
-    request under uvloop: a tenth of a small query). A request is stopped between `seconds`
-    and `seconds + tick` after it started."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.tick = min(1.0, max(0.01, seconds / 10))
-        self._running: dict[asyncio.Task, float] = {}  # all deadlines `seconds` on: in their order
-        self._stopped: set[asyncio.Task] = set()
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop = None  # the timer's
-
-    def start(self, task: asyncio.Task) -> None:
-        loop = task.get_loop()
-        self._running[task] = loop.time() + self.seconds
-        if self._timer is None or self._loop is not loop:  # none yet, or on a loop now gone
-            self._loop = loop
-            self._timer = loop.call_later(self.tick, self._sweep, loop)
-
-    def end(self, task: asyncio.Task) -> bool:
-        """Whether the task was stopped (cancelled) for running past its time."""
-        self._running.pop(task, None)
-        if task in self._stopped:
-            self._stopped.discard(task)
-            return True
-        return False
-
-    def _sweep(self, loop) -> None:
-        if loop is not self._loop:
-            return
-        now = loop.time()
-        late = []
-        for task, deadline in self._running.items():
-            if deadline > now:
-                break
-            late.append(task)
-        for task in late:
-            del self._running[task]
-            self._stopped.add(task)
-            task.cancel()
-        self._timer = loop.call_later(self.tick, self._sweep, loop) if self._running else None
-
-
 class GraphQLEndpoint:
-    def __init__(self, schema, engine, settings, persisted: PersistedDocuments) -> None:
-        self.schema, self.engine, self.settings, self.persisted = schema, engine, settings, persisted
-        self.deadlines = Deadlines(settings.request_timeout)
+    def __init__(self, gate: Gate) -> None:
+        self.gate, self.settings = gate, gate.settings
+        self.explorer = Explorer("/graphql", gate.settings.demo_key)
 
     async def __call__(self, scope, receive, send) -> None:
         headers = header_values(scope)
@@ -240,17 +141,20 @@ class GraphQLEndpoint:
         request_id = supplied if supplied and REQUEST_ID.fullmatch(supplied) else new_request_id()
         token = current_request_id.set(request_id)
         try:
-            response = await self.handle(scope, receive, headers)
-        except Exception:  # the last resort: the client learns nothing of it, the log everything
-            log.exception("request %s failed", request_id)
-            response = self.respond(error_body(INTERNAL_MESSAGE, "INTERNAL_SERVER_ERROR"), JSON, 500)
+            try:
+                response = await self.handle(scope, receive, headers)
+            except Exception:  # the last resort: the client learns nothing of it, the log everything
+                log.exception("request %s failed", request_id)
+                response = self.respond(error_body(INTERNAL_MESSAGE, "INTERNAL_SERVER_ERROR"), JSON, 500)
+            # Sent with the request id still set: the access log line (written as the response
+            # starts) carries it too.
+            if isinstance(response, JSONResponse):
+                await response.send(send, request_id)
+            else:
+                response.headers["X-Request-Id"] = request_id
+                await response(scope, receive, send)
         finally:
             current_request_id.reset(token)
-        if isinstance(response, JSONResponse):
-            await response.send(send, request_id)
-        else:
-            response.headers["X-Request-Id"] = request_id
-            await response(scope, receive, send)
 
     @staticmethod
     def respond(body: dict, media_type: str, status: int = 200, headers: dict | None = None) -> JSONResponse:
@@ -262,63 +166,24 @@ class GraphQLEndpoint:
             return self.respond(error_body("Use GET or POST.", "BAD_REQUEST"), JSON, 405, {"Allow": "GET, POST"})
         request = Request(scope, receive) if method == "GET" else None
         if request is not None and self.settings.graphiql and wants_graphiql(request, headers):
-            return HTMLResponse(get_graphql_ide_html())
+            return HTMLResponse(self.explorer.page)
         media_type = response_media_type(headers)
         if media_type is None:
             message = f"This server answers with {GRAPHQL_RESPONSE} or {JSON}."
             return self.respond(error_body(message, "BAD_REQUEST"), JSON, 406)
-        viewer = await authenticate(self.engine, key_from_headers(headers), self.settings.api_key_cache_seconds)
+        gate = self.gate
+        viewer = await gate.caller(key_from_headers(headers))
         if viewer is None:
             return self.respond(error_body("A valid API key is required.", "UNAUTHENTICATED"), media_type, 401)
-        try:
-            params = await read_params(request, receive, headers, self.settings.max_body_bytes)
-            check_params(params)
-        except RequestError as e:
-            return self.respond(error_body(str(e), e.code), media_type, e.status, e.headers)
         request_error_status = 400 if media_type == GRAPHQL_RESPONSE else 200
         try:
-            query = self.persisted.document(params.get("query"), params.get("extensions"))
-        except PersistedQueryError as e:
-            return self.respond(error_body(str(e), e.code), media_type, request_error_status if e.request_error else 400)
-
-        context = RequestContext(self.engine, viewer)
-        task = asyncio.current_task()
-        self.deadlines.start(task)
-        late = False
-        try:
-            try:
-                result = await execute_planned(
-                    self.schema, query, params.get("variables"), context, params.get("operationName")
-                ) or await self.schema.execute(
-                    query,
-                    variable_values=params.get("variables"),
-                    context_value=context,
-                    operation_name=params.get("operationName"),
-                    allowed_operation_types=ALLOWED[method],
-                    operation_extensions=params.get("extensions"),
-                )
-            finally:
-                late = self.deadlines.end(task)
-        except InvalidOperationTypeError:
-            if method == "GET":
-                body = error_body("Mutations are not allowed over GET; use POST.", "BAD_REQUEST")
-                return self.respond(body, media_type, 405, {"Allow": "POST"})
-            body = error_body("Only queries and mutations are served over HTTP.", "BAD_REQUEST")
-            return self.respond(body, media_type, 400)
-        except MissingQueryError:
-            return self.respond(error_body("`query` must be a non-empty string.", "BAD_REQUEST"), media_type, 400)
-        except CannotGetOperationTypeError as e:  # no operation by that name, or no name given for several
-            body = error_body(e.as_http_error_reason(), "GRAPHQL_VALIDATION_FAILED")
-            return self.respond(body, media_type, request_error_status)
-        except asyncio.CancelledError:
-            if not late:  # the client went away, the server stops: not a timeout
-                raise
-            task.uncancel()
-            log.warning("request %s ran past %ss and was stopped", current_request_id.get(), self.settings.request_timeout)
-            message = f"The request ran longer than {self.settings.request_timeout:g} s and was stopped."
-            return self.respond(error_body(message, "TIMEOUT"), media_type, 503)
-        finally:
-            await context.close()
+            params = await read_params(request, receive, headers, gate)
+            query = gate.document(params)
+            result = await gate.execute(
+                viewer, query, params.get("variables"), params.get("operationName"), ALLOWED[method], params.get("extensions")
+            )
+        except Refused as e:
+            return self.respond(error_body(str(e), e.code), media_type, e.status or request_error_status, e.headers)
 
         body: dict = {}
         status = 200

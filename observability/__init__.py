@@ -1,0 +1,1 @@
+"""What an operator watches a running server by: its log lines (logs.py)."""
