@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING
 import orjson
 
 from sessiongraph import migrations
-from sessiongraph.models import create_engine, sqlite_bulk
+from sessiongraph.models import create_engine
 from sessiongraph.models.new_sessions import NewEvent, NewSession, NewTurn
 from sessiongraph.resolvers import rules
 from sessiongraph.resolvers.rules import RuleBroken
@@ -266,19 +266,13 @@ BATCH_BYTES = 4_000_000
 
 async def import_file(url: str, stream: IO[bytes]) -> ImportReport:
     """The command: the schema brought to the newest version when it is behind, then the
-    import. On a SQLite file the version is read with the sqlite3 module: no SQLAlchemy."""
-    if (path := sqlite_bulk.sqlite_path(url)) is None:
-        engine = create_engine(url)
-        try:
-            await migrations.upgrade_if_behind(engine, url)
-            return await import_lines(url, stream, engine=engine)
-        finally:
-            await engine.dispose()
-    with contextlib.closing(sqlite_bulk.connect(path)) as connection:
-        versions = sqlite_bulk.schema_version(connection)
-    if versions != [migrations.head_revision()]:  # or unknown: Alembic decides
-        await migrations.upgrade_async(url)
-    return await import_lines(url, stream)
+    import."""
+    engine = create_engine(url)
+    try:
+        await migrations.upgrade_if_behind(engine, url)
+        return await import_lines(url, stream, engine=engine)
+    finally:
+        await engine.dispose()
 
 
 async def import_lines(
@@ -293,8 +287,7 @@ async def import_lines(
     and reason. Lines go in batches of new sessions, one transaction a batch; a batch that is
     not that simple case, or that the database refuses, is stored again line by line, each in
     its own transaction, so that one bad line costs only itself. `engine`: the database's,
-    when the caller has one; else one is made when a line needs it (on a SQLite file, new
-    sessions go through the sqlite3 module itself)."""
+    when the caller has one; else one is made when the first batch is stored."""
     with _fewer_collections():
         importer = _Importer(url, engine, errors, progress_every)
         try:
@@ -344,8 +337,6 @@ class _Importer:
         # The engine's connection, opened when first needed, then kept: checking one out of
         # the pool for every batch costs a round trip to reset it on return.
         self.connection = None
-        path = sqlite_bulk.sqlite_path(url)
-        self.sqlite = None if path is None else sqlite_bulk.connect(path)
         self.report = ImportReport()
         self.last_progress = time.monotonic()
 
@@ -357,8 +348,6 @@ class _Importer:
         return self.connection
 
     async def close(self) -> None:
-        if self.sqlite is not None:
-            self.sqlite.close()
         if self.connection is not None:
             await self.connection.close()
         if self.own_engine and self.engine is not None:
@@ -367,11 +356,7 @@ class _Importer:
     async def store(self, batch: list[tuple[int, NewSession]]) -> None:
         if not batch:
             return
-        news = [new for _, new in batch]
-        if self.sqlite is not None:
-            stored = sqlite_bulk.store_new_sessions(self.sqlite, news)
-        else:
-            stored = await self.store_new(news)
+        stored = await self.store_new([new for _, new in batch])
         if stored is None:
             for number, new in batch:
                 await self.store_line(number, new)

@@ -2,7 +2,6 @@
 
 import json
 import os
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import orjson
@@ -32,14 +31,16 @@ def json_dumps(value) -> str:
 
 
 def create_engine(url: str, **kwargs) -> "AsyncEngine":
-    # Imported when used: `sessiongraph import` into SQLite mostly runs without SQLAlchemy.
+    # Imported when used: the console script's other commands start without SQLAlchemy.
     from sqlalchemy import event
     from sqlalchemy.ext.asyncio import create_async_engine
 
     # JSON columns (metadata, payloads, agents) are encoded on every row written and decoded
     # on every row read: orjson does both several times faster than the json module.
+    # The writer (recording._insert_many) serializes with `json_dumps` itself: the engine's
+    # is always that one.
     kwargs.setdefault("json_deserializer", _json_loads)
-    kwargs.setdefault("json_serializer", json_dumps)
+    kwargs["json_serializer"] = json_dumps
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
@@ -47,11 +48,7 @@ def create_engine(url: str, **kwargs) -> "AsyncEngine":
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:
-    configure_sqlite(dbapi_connection)
-
-
-def configure_sqlite(dbapi_connection) -> None:
-    """Every SQLite connection's settings: the engine's, and the importer's own sqlite3 one."""
+    """Every SQLite connection's settings."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -61,18 +58,6 @@ def configure_sqlite(dbapi_connection) -> None:
     # SQLite's own lower() folds ASCII only; the session search must ignore case in any
     # script, as PostgreSQL's does.
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
-
-
-def sqlite_time_text(value: datetime | None) -> str | None:
-    """The text a UTCDateTime column keeps on SQLite, as its bind processor makes it: the
-    instant in UTC (a naive datetime taken as UTC), microseconds always, no offset
-    ("2025-01-01 06:00:00.000000"). Several times faster than the processor, and without
-    SQLAlchemy (the import into SQLite writes it through sqlite3)."""
-    if value is None:
-        return None
-    if value.tzinfo is not UTC:
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _lower(value):

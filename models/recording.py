@@ -7,16 +7,15 @@ caller's transaction, so what it writes lands whole or not at all.
 
 import asyncio
 import contextlib
-import json
-import re
 import uuid
 import weakref
 from collections.abc import AsyncIterator
 from datetime import datetime
+from functools import lru_cache
 from itertools import chain
 from operator import attrgetter, itemgetter
 
-from sqlalchemy import JSON, LargeBinary, and_, or_, select, update
+from sqlalchemy import JSON, LargeBinary, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -32,9 +31,8 @@ from sessiongraph.models.new_sessions import (
     turn_row,
     unique_tasks,
 )
+from sessiongraph.models.database import json_dumps
 from sessiongraph.models.tables import Event, Session, Turn, User
-from sessiongraph.models.database import sqlite_time_text
-from sessiongraph.models.types import UTCDateTime
 
 
 class OrganisationConflict(Exception):
@@ -154,9 +152,11 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
         }
     if events := rows.events:
         columns = {name: list(map(attrgetter(name), events)) for name in _EVENT_FIELDS}
+        bound = {}
         if connection.dialect.name == "sqlite":  # the text the importer has, where it has it
-            columns["timestamp"] = [
-                text or timestamp for text, timestamp in zip(map(_sqlite_timestamp, events), columns["timestamp"])
+            to_text = _bind_processor(Event.__table__.c.timestamp.type, connection.dialect)
+            bound["timestamp"] = [
+                text or to_text(timestamp) for text, timestamp in zip(map(_sqlite_timestamp, events), columns.pop("timestamp"))
             ]
         await _insert_many(connection, Event.__table__, {
             "session_id": rows.session_ids,
@@ -164,45 +164,61 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
             "seq": rows.seqs,
             "workflow_id": rows.workflow_ids,
             **columns,
-        })
+        }, bound)
     return rows.stored
 
 
 _EVENT_FIELDS = ("type", "agent_id", "content", "timestamp", "payload", "dedup_key")
 _sqlite_timestamp = attrgetter("sqlite_timestamp")
 
-# Rows a statement: one INSERT of many rows costs the database less than as many one-row
+# Rows a statement: one INSERT of many rows costs PostgreSQL less than as many one-row
 # INSERTs. 999 bound values at the most, the lowest limit SQLite was ever built with.
 _VALUES_A_STATEMENT = 999
 
 
-async def _insert_many(connection: AsyncConnection, table, columns: dict[str, list]) -> None:
+async def _insert_many(connection: AsyncConnection, table, columns: dict[str, list], bound: dict[str, list] | None = None) -> None:
     """Inserts the rows whose values `columns` gives column by column (lists of one length),
-    each value converted as the column type's own bind processor would, without the
-    parameter dictionary SQLAlchemy builds for every row, which costs more than the insert
-    itself for the events of a large import. Many rows a statement; the rows short of a
-    whole statement, one a statement."""
+    each value converted by its column type's bind processor, and hands them to the driver
+    as they are (`exec_driver_sql`: one executemany a statement text), without the parameter
+    dictionary SQLAlchemy builds for every row, which costs more than the insert itself for
+    the events of a large import. On PostgreSQL many rows a statement, the rows short of a
+    whole statement one a statement; on SQLite, whose executemany runs in the driver's
+    thread without a round trip a row, one row a statement. `bound`: more columns, their
+    values converted already. A column NULL in every row (and NULL by default) is left out:
+    sqlite3 binds None through its adaptation lookup, a quarter of a microsecond a value."""
     dialect = connection.dialect
-    # for_executemany: no RETURNING of the new ids, which nobody reads here
-    compiled = table.insert().compile(dialect=dialect, column_keys=list(columns), for_executemany=True)
-    values = {name: _bound(table.c[name].type, dialect, column) for name, column in columns.items()}
-    ordered = [values[name] for name in compiled.positiontup]
-    width = len(ordered)
-    per_statement = _VALUES_A_STATEMENT // width
-    flat = list(chain.from_iterable(zip(*ordered)))
-    # The grouper idiom: zip over one iterator takes a statement's values at a time, and
-    # leaves out the rows short of a whole statement.
-    statements = list(zip(*[iter(flat)] * (per_statement * width)))
-    if statements:
-        head, row = compiled.string.split(" VALUES ")
-        rows = ", ".join(
-            # PostgreSQL's parameters are numbered ($1, $2): each row's its own; SQLite's (?) are not
-            re.sub(r"\$(\d+)", lambda number: f"${int(number[1]) + i * width}", row)
-            for i in range(per_statement)
+    converted = {name: _bound(table.c[name].type, dialect, values) for name, values in columns.items()} | (bound or {})
+    names = tuple(  # in the statement's order
+        name for name, column in table.c.items()
+        if name in converted and not (
+            converted[name].count(None) == len(converted[name]) and column.default is None and column.server_default is None
         )
-        await connection.exec_driver_sql(f"{head} VALUES {rows}", statements)
-    if rest := flat[len(statements) * per_statement * width:]:
-        await connection.exec_driver_sql(compiled.string, list(zip(*[iter(rest)] * width)))
+    )
+    rows = list(zip(*(converted[name] for name in names)))
+    width = len(names)
+    per_statement = _VALUES_A_STATEMENT // width if dialect.name == "postgresql" else 1
+    if per_statement > 1:
+        whole = len(rows) - len(rows) % per_statement
+        # The grouper idiom: zip over one iterator takes a statement's values at a time.
+        statements = list(zip(*[chain.from_iterable(rows[:whole])] * (per_statement * width)))
+        if statements:
+            await connection.exec_driver_sql(_insert_text(table, names, per_statement, dialect), statements)
+        rows = rows[whole:]
+    if rows:
+        await connection.exec_driver_sql(_insert_text(table, names, 1, dialect), rows)
+
+
+@lru_cache(maxsize=64)
+def _insert_text(table, names: tuple[str, ...], rows: int, dialect) -> str:
+    """The text of an INSERT of `rows` rows of the columns `names` (in the table's order),
+    compiled by SQLAlchemy: its parameters come row by row, each row's in that order."""
+    statement = table.insert().values([
+        {name: bindparam(f"{name}_{row}", type_=table.c[name].type) for name in names} for row in range(rows)
+    ])
+    compiled = statement.compile(dialect=dialect)
+    if compiled.positiontup != [f"{name}_{row}" for row in range(rows) for name in names]:
+        raise AssertionError(f"an INSERT INTO {table.name} binds its values in another order")
+    return compiled.string
 
 
 def _columns(rows: list[dict]) -> dict[str, list]:
@@ -210,20 +226,32 @@ def _columns(rows: list[dict]) -> dict[str, list]:
     return {name: list(map(itemgetter(name), rows)) for name in rows[0]}
 
 
+@lru_cache(maxsize=64)
+def _bind_processor(column_type, dialect):
+    """The column type's bind processor on `dialect` (its variant there, if it has one). A
+    JSON column's: the serializer `create_engine` gives the engine, which is what JSON's
+    processor calls for a plain value (not one of SQLAlchemy's NULL markers, which nothing
+    written here holds), at half the cost."""
+    implementation = column_type.dialect_impl(dialect)
+    if isinstance(implementation, JSON):
+        return json_dumps
+    if isinstance(implementation, LargeBinary) and dialect.name == "sqlite":
+        # Its processor wraps bytes in a memoryview, which sqlite3 binds through its
+        # adaptation lookup (a few microseconds a value, a tenth of an import's time); a
+        # bytearray it binds at once, as the same BLOB.
+        return _bytearray
+    return implementation.bind_processor(dialect)
+
+
+def _bytearray(value: bytes | None) -> bytearray | None:
+    return value if value is None else bytearray(value)
+
+
 def _bound(column_type, dialect, values: list) -> list:
     """`values` as the column type's bind processor gives them to the driver."""
-    if isinstance(column_type, LargeBinary):  # bytes are what both drivers take: its processor only wraps them
-        return values
-    process = column_type._cached_bind_processor(dialect)
+    process = _bind_processor(column_type, dialect)
     if process is None:
         return values
-    if isinstance(column_type, UTCDateTime) and dialect.name == "sqlite":
-        # A str is that text already (the importer's, cut from its input).
-        return [value if type(value) is str else sqlite_time_text(value) for value in values]
-    if isinstance(column_type, JSON) and dialect.name == "sqlite" and not column_type.none_as_null:
-        # What the processor does with a plain value (not one of SQLAlchemy's NULL markers,
-        # which nothing written here holds): the engine's serializer, called without it.
-        return list(map(dialect._json_serializer or json.dumps, values))
     # A column of few distinct objects, such as the session id of every event, is converted
     # once an object (by identity: hashing a UUID runs in Python, and JSON values have no hash).
     distinct = dict(zip(map(id, values), values))

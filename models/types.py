@@ -44,6 +44,23 @@ class UTCDateTime(TypeDecorator):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def bind_processor(self, dialect):
+        general = super().bind_processor(dialect)
+        if dialect.name != "sqlite":
+            return general
+
+        def process(value: datetime | None) -> str | None:
+            # The text SQLite's DateTime makes of the UTC instant ("2025-01-01 06:00:00.000000")
+            # in one call: several times faster than process_bind_param and DateTime's
+            # formatting, and an import writes hundreds of thousands. Held equal by a test.
+            if value is None:
+                return None
+            if value.tzinfo is not UTC:
+                value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+            return value.isoformat(" ", "microseconds")[:26]
+
+        return process
+
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is None or value.tzinfo is UTC:  # PostgreSQL's driver gives UTC already
             return value

@@ -40,57 +40,6 @@ def reading(engine: AsyncEngine) -> AsyncEngine:
     return found
 
 
-class _Prepared:
-    """A statement compiled once for the dialect and run on the driver's own connection
-    (asyncpg's, aiosqlite's): SQLAlchemy's execution and result layers cost about 1.4 us a
-    row and 130 us a statement (a nested page's 2,000 events: 5.2 ms of CPU against the
-    driver's 2.3 ms), and on SQLite three trips to aiosqlite's thread instead of one.
-    The same SQL, the same bind processors on the way in and result processors on the way
-    out, so the rows are what `execute` gives; a test holds the two equal."""
-
-    def __init__(self, compiled) -> None:
-        self.sql = compiled.string
-        self.sqlite = compiled.dialect.name == "sqlite"
-        self.order = compiled.positiontup
-        # Values the statement binds itself (a page size, LLM_PARTIAL); the caller's others.
-        self.values = compiled.construct_params({}, _check=False)
-        self.bind = compiled._bind_processors
-        self.record = _record_type(tuple(column[0] for column in compiled._result_columns))
-        self.results = [
-            (i, processor)
-            for i, column in enumerate(compiled._result_columns)
-            if (processor := column[3]._cached_result_processor(compiled.dialect, None)) is not None
-        ]
-
-    async def rows(self, connection, driver_connection, parameters: dict) -> list:
-        values = self.values | parameters
-        bind = self.bind
-        arguments = [bind[n](values[n]) if n in bind else values[n] for n in self.order]
-        # Whoever watches the engine's statements (logging, tracing, the tests' counters)
-        # sees these too.
-        if (listeners := connection.dispatch.before_cursor_execute):
-            listeners(connection, None, self.sql, arguments, None, False)
-        if self.sqlite:  # aiosqlite: one trip to its thread
-            records = await driver_connection.execute_fetchall(self.sql, arguments)
-        else:
-            records = await driver_connection.fetch(self.sql, *arguments)
-        if not records:
-            return []
-        columns = list(zip(*records))
-        for i, processor in self.results:
-            columns[i] = list(map(processor, columns[i]))
-        return list(map(self.record, *columns))
-
-
-@lru_cache(maxsize=1024)
-def _prepared(statement, dialect) -> _Prepared | None:
-    """None for a statement whose text depends on its values (an expanding IN list)."""
-    compiled = statement.compile(dialect=dialect)
-    if compiled.literal_execute_params or compiled.post_compile_params or not compiled.positional:
-        return None
-    return _Prepared(compiled)
-
-
 @lru_cache(maxsize=256)
 def _record_type(columns: tuple[str, ...]) -> type:
     """A named tuple of the columns of one shape of statement. Reading a column of
@@ -108,7 +57,6 @@ class RequestContext:
         self.engine = engine
         self.viewer = viewer
         self._connection: AsyncConnection | None = None
-        self._driver = None  # the driver's own connection under it, once asked for
         # Set when the planner handed this operation to normal execution (planner/extension.py).
         self.planner_declined = False
         # Made when first needed: most small operations read nothing (`{ viewer { userId } }`).
@@ -130,24 +78,18 @@ class RequestContext:
             self._lock_made = asyncio.Lock()
         return self._lock_made
 
-    async def rows(self, statement, parameters: dict | None = None, reused: bool = False) -> list:
-        """The statement's rows as named tuples. `reused`: the statement object is built once
-        and run again and again (the page statements): it is then compiled once and run on
-        the driver's connection, see `_Prepared`."""
+    async def rows(self, statement, parameters: dict | None = None) -> list:
+        """The statement's rows as named tuples. SQLAlchemy compiles a statement once and
+        caches it (the page statements are built once per shape, see loaders/)."""
         # Shielded: when a sibling field fails, graphql-core cancels the other fields'
         # tasks; a statement cancelled half-way would leave the connection unusable, so it
         # runs to its end instead, and `close` waits for it.
-        return await asyncio.shield(self._rows(statement, parameters, reused))
+        return await asyncio.shield(self._rows(statement, parameters))
 
-    async def _rows(self, statement, parameters: dict | None, reused: bool = False) -> list:
+    async def _rows(self, statement, parameters: dict | None) -> list:
         async with self._lock:
             if self._connection is None:
                 self._connection = await reading(self.engine).connect()
-            prepared = _prepared(statement, self.engine.dialect) if reused else None
-            if prepared is not None:
-                if self._driver is None:
-                    self._driver = (await self._connection.get_raw_connection()).driver_connection
-                return await prepared.rows(self._connection.sync_connection, self._driver, parameters or {})
             result = await self._connection.execute(statement, parameters)
             return list(map(_record_type(tuple(result.keys()))._make, result.all()))
 
@@ -171,7 +113,6 @@ class RequestContext:
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
-            self._driver = None
         self._drop_loaders()
 
     def _drop_loaders(self) -> None:

@@ -159,7 +159,7 @@ async def list_sessions(
     page, counted, count_statement = _list_statements(
         viewer.is_admin, order_field, descending, args.forward, args.after is not None, args.before is not None, where.shape()
     )
-    rows = await ctx.rows(counted if with_total else page, {**parameters, "limit": args.limit + 1}, reused=True)
+    rows = await ctx.rows(counted if with_total else page, {**parameters, "limit": args.limit + 1})
 
     def cursor(row) -> str:
         # A time is written as its isoformat(), by orjson itself (without the call).
@@ -168,7 +168,7 @@ async def list_sessions(
     async def count() -> int:
         if with_total and rows:
             return rows[0].total_count
-        return (await ctx.rows(count_statement, count_parameters, reused=True))[0][0]
+        return (await ctx.rows(count_statement, count_parameters))[0][0]
 
     return cut_page(rows, args, cursor, count)
 

@@ -54,13 +54,17 @@ async def test_stored_times_read_back_as_the_same_utc_instants(engine, org):
     assert read[-1] is None
 
 
-def test_sqlite_time_text_is_what_the_column_type_binds():
-    """The importer's sqlite3 path and the bulk writers store SQLite's text through
-    `sqlite_time_text`; it must be what SQLAlchemy's UTCDateTime would bind."""
+def test_sqlite_text_of_a_time_is_what_sqlalchemys_datetime_binds():
+    """UTCDateTime binds its SQLite text in one call of its own; it must be what its
+    process_bind_param and SQLAlchemy's DateTime would bind."""
+    from sqlalchemy import DateTime
     from sqlalchemy.dialects import sqlite
 
-    from sessiongraph.models.database import sqlite_time_text
     from sessiongraph.models.types import UTCDateTime
 
-    process = UTCDateTime()._cached_bind_processor(sqlite.dialect())
-    assert [sqlite_time_text(v) for v in [*STORED, None]] == [process(v) for v in [*STORED, None]]
+    dialect = sqlite.dialect()
+    general = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    process = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    expected = [general(UTCDateTime().process_bind_param(v, dialect)) for v in [*STORED, None]]
+    assert [process(v) for v in [*STORED, None]] == expected
+    assert expected[0] == "2025-10-29 06:00:01.513288" and expected[3] == "0001-01-01 00:00:00.000000"
