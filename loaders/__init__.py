@@ -187,7 +187,7 @@ class Loaders:
             columns, _ = _chosen_columns(TURN_COLUMNS, names, None, "session_id")
             statement = _chat_page_statement(columns, group[0].batch, len({k.parent for k in group}) == 1, dialect)
             by_chat = defaultdict(list)
-            for row in await self.context.rows(statement, chat_parameters([k.parent for k in group], dialect), reused=True):
+            for row in await self.context.rows(statement, chat_parameters([k.parent for k in group], dialect)):
                 by_chat[row.session_id, row.endpoint].append(row)
             for k in group:
                 pages[k] = by_chat.get(k.parent, [])
@@ -197,7 +197,7 @@ class Loaders:
         """How many turns each (session id, endpoint) has: one grouped count for them all."""
         dialect = self.context.engine.dialect.name
         statement = _chat_count_statement(len(set(chats)) == 1, dialect)
-        counts = {(s, e): n for s, e, n in await self.context.rows(statement, chat_parameters(chats, dialect), reused=True)}
+        counts = {(s, e): n for s, e, n in await self.context.rows(statement, chat_parameters(chats, dialect))}
         return [counts.get(chat, 0) for chat in chats]
 
     async def _session_event_counts(self, keys: list[tuple]) -> list[int]:

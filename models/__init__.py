@@ -7,7 +7,7 @@ __all__ = ["ApiKey", "Base", "Event", "Session", "Turn", "User", "create_engine"
 
 def __getattr__(name: str):
     # The tables load SQLAlchemy and its ORM, a sixth of a second: only when asked for (the
-    # import into SQLite mostly runs without them).
+    # console script's commands that need no database run without them).
     if name in __all__:
         from sessiongraph.models import tables
 

@@ -1,6 +1,6 @@
 """What a write brings (new sessions, turns and events), and the rows a batch of new sessions
-makes, figures included (their columns are the declared fields', models/fields.py): shared by the SQLAlchemy writers (`recording`) and SQLite's bulk
-path (`sqlite_bulk`). Imports no SQLAlchemy, which `sessiongraph import` into SQLite spares."""
+makes, figures included (their columns are the declared fields', models/fields.py): built
+here once, for the one writer (models/recording.py)."""
 
 import uuid
 from dataclasses import dataclass, field
