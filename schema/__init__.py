@@ -81,7 +81,9 @@ class FederatedSchema(Schema, strawberry.federation.Schema):
     @staticmethod
     def types_for(types: dict) -> dict:
         query = strawberry.type(type("Query", (FederationFields, types["query"]), {}))
-        return {**types, "query": query}
+        # 2.9: the newest the composers know (@theguild/federation-composition 0.27), and the
+        # first with @cost and @listSize.
+        return {**types, "query": query, "federation_version": "2.9"}
 
 
 _types = dict(query=Query, mutation=Mutation, subscription=Subscription, config=StrawberryConfig(scalar_map=SCALARS))

@@ -3,14 +3,24 @@ declares the keys, `_entities` resolves sessions, turns, events and users with t
 visibility, in a fixed number of statements, planned; `--no-federation` serves none of it;
 the public SDL carries no federation directive."""
 
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
 import pytest
 from graphql import build_schema
 
 from sessiongraph.planner.extension import PlannedExecution
 from sessiongraph.resolvers.ids import to_global_id
 from sessiongraph.schema import SDL_PATH, schema
-from tests.conftest import count_statements, event_, ok, store, turn_
-from tests.live_server import app_client, key  # noqa: F401  key: a fixture
+from tests.conftest import api_key, count_statements, event_, ok, store, turn_
+from tests.live_server import app_client, free_port, key, live_server  # noqa: F401  key: a fixture
 
 ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) {
   __typename
@@ -23,7 +33,7 @@ ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) {
 
 async def test_service_sdl_declares_the_keys_and_the_user_entity(engine, org):
     sdl = (await ok(engine, org.admin, "{ _service { sdl } }"))["_service"]["sdl"]
-    assert '@link(url: "https://specs.apollo.dev/federation/v2.11"' in sdl
+    assert '@link(url: "https://specs.apollo.dev/federation/v2.9"' in sdl
     assert 'type Session implements Node @key(fields: "id") @key(fields: "sessionId")' in sdl
     assert 'type Turn implements Node @key(fields: "id")' in sdl
     assert 'type Event implements Node @key(fields: "id")' in sdl
@@ -125,3 +135,123 @@ def test_public_sdl_has_no_federation_machinery():
 async def test_a_representation_naming_nothing_is_null(engine, org, representation):
     data = await ok(engine, org.alice, "query($r: [_Any!]!) { _entities(representations: $r) { __typename } }", {"r": [representation]})
     assert data == {"_entities": [None]}
+
+
+# -- through a real gateway: Hive Gateway over sessiongraph and a users subgraph, composed by
+# @theguild/federation-composition (tests/federation/; `npm ci` there, which .ci/run does).
+
+FEDERATION_DIR = Path(__file__).parent / "federation"
+needs_node = pytest.mark.skipif(
+    os.environ.get("CI") != "true"
+    and not (shutil.which("node") and (FEDERATION_DIR / "node_modules" / ".bin" / "hive-gateway").exists()),
+    reason="node or tests/federation/node_modules is missing (npm ci in tests/federation); CI runs it",
+)
+
+
+def _started(command: list[str], url: str, log_path: Path, cwd: Path | None = None, timeout: float = 60.0) -> subprocess.Popen:
+    """Starts a process whose output goes to `log_path`, once `url` answers a GraphQL request."""
+    log = log_path.open("w")
+    process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[0]} exited with {process.returncode}: {log_path.read_text()}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.post(url, json={"query": "{ __typename }"}, timeout=2).status_code < 500:
+                return process
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"{command[0]} did not answer within {timeout} s: {log_path.read_text()}")
+        time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+async def gateway(engine, org, database_url, tmp_path):
+    """Hive Gateway on a loopback port over sessiongraph (`serve`, the test's database) and
+    the users subgraph; yields (gateway url, sessiongraph url, ADMIN key)."""
+    assert shutil.which("node"), "node is missing: CI must install it"
+    key = await api_key(engine, org.admin)
+    names = {str(org.admin.user_id): "Ada Admin", str(org.alice.user_id): "Alice", str(org.bob.user_id): "Bob"}
+    users_port, gateway_port = free_port(), free_port()
+    users_url = f"http://127.0.0.1:{users_port}/graphql"
+    processes = []
+    try:
+        with live_server(str(engine.url)) as sessiongraph:
+            processes.append(_started(
+                [sys.executable, str(FEDERATION_DIR / "users_subgraph.py"), str(users_port), json.dumps(names)],
+                users_url, tmp_path / "users.log",
+            ))
+            subgraphs = []
+            for name, url, headers in (("sessiongraph", sessiongraph.url, {"X-API-Key": key}), ("users", users_url, {})):
+                sdl = httpx.post(url, json={"query": "{ _service { sdl } }"}, headers=headers, timeout=10).json()
+                (tmp_path / f"{name}.graphql").write_text(sdl["data"]["_service"]["sdl"])
+                subgraphs.append(f"{name}={url}={tmp_path / f'{name}.graphql'}")
+            supergraph = tmp_path / "supergraph.graphql"
+            composed = subprocess.run(
+                ["node", "compose.mjs", str(supergraph), *subgraphs], cwd=FEDERATION_DIR, capture_output=True, text=True, timeout=60
+            )
+            assert composed.returncode == 0, composed.stderr
+            gateway_url = f"http://127.0.0.1:{gateway_port}/graphql"
+            processes.append(_started(
+                [str(FEDERATION_DIR / "node_modules" / ".bin" / "hive-gateway"), "supergraph", str(supergraph),
+                 "--host", "127.0.0.1", "--port", str(gateway_port)],
+                gateway_url, tmp_path / "gateway.log", cwd=FEDERATION_DIR, timeout=90,
+            ))
+            yield gateway_url, sessiongraph.url, key
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+
+
+@needs_node
+async def test_queries_crossing_both_subgraphs_through_hive_gateway(engine, org, gateway):
+    gateway_url, sessiongraph_url, key = gateway
+    first = await store(engine, org.alice, minutes=1, title="Trip", turns=[turn_("t1", 1), turn_("t2", 2)])
+    await store(engine, org.alice, minutes=2, title="Budget", turns=[turn_("t3", 3)])
+    await store(engine, org.bob, minutes=3, title="Bob's")
+
+    def post(query: str, url: str = gateway_url, **headers) -> dict:
+        response = httpx.post(url, json={"query": query}, headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    # A user (from the users subgraph) with their sessions and turns (from sessiongraph).
+    users = post("""{ users { id name sessions(first: 5, orderBy: {field: CREATED_AT, direction: ASC}) {
+        totalCount nodes { title turns(first: 5) { nodes { taskId } } } } } }""", **{"X-API-Key": key})
+    assert users.get("errors") is None, users
+    by_name = {u["name"]: u for u in users["data"]["users"]}
+    assert by_name["Alice"] == {
+        "id": str(org.alice.user_id), "name": "Alice",
+        "sessions": {"totalCount": 2, "nodes": [
+            {"title": "Trip", "turns": {"nodes": [{"taskId": "t1"}, {"taskId": "t2"}]}},
+            {"title": "Budget", "turns": {"nodes": [{"taskId": "t3"}]}},
+        ]},
+    }
+    assert by_name["Bob"]["sessions"] == {"totalCount": 1, "nodes": [{"title": "Bob's", "turns": {"nodes": []}}]}
+    assert by_name["Ada Admin"]["sessions"] == {"totalCount": 0, "nodes": []}
+
+    # A session (sessiongraph) with its owner's name (the users subgraph), the key as a bearer token.
+    session = post('{ session(id: "%s") { title user { id name } } }' % first, Authorization=f"Bearer {key}")
+    assert session.get("errors") is None, session
+    assert session["data"] == {"session": {"title": "Trip", "user": {"id": str(org.alice.user_id), "name": "Alice"}}}
+
+    # Without a key sessiongraph refuses the request, through the gateway too.
+    refused = post("{ sessions { totalCount } }")
+    assert refused.get("data") in (None, {"sessions": None}) and refused["errors"]
+
+    # The nested page answers the same through the gateway as directly.
+    nested = "{ sessions(first: 5) { nodes { turns(first: 3) { nodes { events(first: 4) { nodes { seq } } } } } } }"
+    direct = post(nested, sessiongraph_url, **{"X-API-Key": key})
+    through = post(nested, **{"X-API-Key": key})
+    assert through["data"] == direct["data"]
+    assert direct["extensions"]["cost"]["requestedQueryCost"] == 5 + 5 * 3 + 5 * 3 * 4
+    assert [len(s["turns"]["nodes"]) for s in through["data"]["sessions"]["nodes"]] == [0, 1, 2]
