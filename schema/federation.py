@@ -17,8 +17,9 @@ from strawberry.federation.schema import FederationAny
 
 from sessiongraph.resolvers import queries
 from sessiongraph.resolvers.ids import from_global_id, parse_uuid
-from sessiongraph.schema.connections import Connection, selects
-from sessiongraph.schema.inputs import OrderDirection, SessionFilter, SessionOrder
+from sessiongraph.schema.connections import Connection
+from sessiongraph.schema.inputs import SessionFilter, SessionOrder
+from sessiongraph.schema.query import session_list
 from sessiongraph.schema.types import NODE_TYPES, Event, Session, Turn
 
 
@@ -45,22 +46,9 @@ class User:
         filter: SessionFilter | None = None,
         order_by: SessionOrder | None = None,
     ) -> Connection[Session]:
-        order_by = order_by or SessionOrder()
         # The filter's own userId is this user's: another one would list nothing of this user.
         given = {} if filter is None else vars(filter)
-        where = queries.SessionListFilter.of({**given, "user_id": uuid.UUID(self.id)})
-        page = await queries.list_sessions(
-            info.context,
-            first,
-            after,
-            last,
-            before,
-            where,
-            order_by.field.value,
-            order_by.direction is OrderDirection.DESC,
-            with_total=selects(info, "totalCount"),
-        )
-        return Connection.of(page, Session.from_row)
+        return await session_list(info, first, after, last, before, {**given, "user_id": uuid.UUID(self.id)}, order_by)
 
 
 Entity = Annotated[Session | Turn | Event | User, strawberry.union("_Entity")]
