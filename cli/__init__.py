@@ -195,7 +195,7 @@ def cmd_demo(args) -> int:
 def cmd_export_schema(args) -> int:
     from sessiongraph.schema import schema
 
-    print(schema.as_str())
+    print(schema.public_sdl())
     return 0
 
 
@@ -216,6 +216,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-introspection", action="store_true", help="refuse introspection; also turns GraphiQL off")
     serve.add_argument("--no-graphiql", action="store_true", help="no GraphiQL page on GET /graphql")
     serve.add_argument("--no-planner", action="store_true", help="execute every query field by field (no planned execution)")
+    serve.add_argument("--no-federation", action="store_true", help="no Apollo Federation subgraph fields (_service, _entities)")
     serve.add_argument("--trusted-documents-only", action="store_true", help="run only the trusted documents")
     serve.add_argument("--trusted-documents", dest="trusted_documents_dir", metavar="DIR", help="folder of trusted *.graphql documents")
     serve.add_argument("--max-depth", type=int, help="deepest document, introspection fields not counted (15)")

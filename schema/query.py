@@ -15,6 +15,23 @@ def _node(found: tuple[str, object] | None) -> Node | None:
     return NODE_TYPES[type_name].from_row(row)
 
 
+async def session_list(info, first, after, last, before, filters: dict, order_by: "SessionOrder | None") -> Connection[Session]:
+    """A page of the caller's sessions, as `Query.sessions` and `User.sessions` list them."""
+    order_by = order_by or SessionOrder()
+    page = await queries.list_sessions(
+        info.context,
+        first,
+        after,
+        last,
+        before,
+        queries.SessionListFilter.of(filters),
+        order_by.field.value,
+        order_by.direction is OrderDirection.DESC,
+        with_total=selects(info, "totalCount"),
+    )
+    return Connection.of(page, Session.from_row)
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="Who the caller is.")
@@ -46,20 +63,7 @@ class Query:
         filter: SessionFilter | None = None,
         order_by: SessionOrder | None = None,
     ) -> Connection[Session]:
-        order_by = order_by or SessionOrder()
-        where = queries.SessionListFilter.of({} if filter is None else vars(filter))
-        page = await queries.list_sessions(
-            info.context,
-            first,
-            after,
-            last,
-            before,
-            where,
-            order_by.field.value,
-            order_by.direction is OrderDirection.DESC,
-            with_total=selects(info, "totalCount"),
-        )
-        return Connection.of(page, Session.from_row)
+        return await session_list(info, first, after, last, before, {} if filter is None else vars(filter), order_by)
 
     @strawberry.field
     async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:

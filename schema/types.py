@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import Enum
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -163,10 +163,16 @@ class RedTeamDetails:
         return [Chat(endpoint=endpoint, session=self.row) for endpoint in self.endpoints]
 
 
-@strawberry.type
+@strawberry.federation.type(keys=["id", "sessionId"])
 @with_declared_fields("Session")
 class Session(Node):
     row: strawberry.Private[Any]
+
+    @strawberry.field(description="The session's owner: the entity a supergraph's users subgraph adds to (name, email).")
+    def user(self) -> Annotated["User", strawberry.lazy("sessiongraph.schema.federation")]:
+        from sessiongraph.schema.federation import User
+
+        return User(id=strawberry.ID(str(self.row.user_id)))
 
     @strawberry.field(description="The session's turns, oldest first. `first`/`last` take 0..100 and default to 10.")
     async def turns(
@@ -201,7 +207,7 @@ class Session(Node):
         return Connection.of(page, Event.from_row)
 
 
-@strawberry.type(description="One task of a session: a user query and everything the agents did to answer it.")
+@strawberry.federation.type(keys=["id"], description="One task of a session: a user query and everything the agents did to answer it.")
 @with_declared_fields("Turn")
 class Turn(Node):
     row: strawberry.Private[Any]
@@ -227,7 +233,7 @@ class Turn(Node):
         return Connection.of(page, Event.from_row)
 
 
-@strawberry.type
+@strawberry.federation.type(keys=["id"])
 @with_declared_fields("Event")
 class Event(Node):
     row: strawberry.Private[Any]

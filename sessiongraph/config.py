@@ -29,6 +29,7 @@ FLAGS = {
     "no_introspection": "SESSIONGRAPH_NO_INTROSPECTION",
     "trusted_documents_only": "SESSIONGRAPH_TRUSTED_DOCUMENTS_ONLY",
     "no_planner": "SESSIONGRAPH_NO_PLANNER",
+    "no_federation": "SESSIONGRAPH_NO_FEDERATION",
 }
 
 # Set by `sessiongraph serve --demo` for its worker processes, never by hand.
@@ -65,6 +66,8 @@ class Settings:
     trusted_documents_only: bool = False
     apq_cache_bytes: int = 10_000_000  # total size of the documents registered through APQ
     planner: bool = True  # planned execution of covered queries (planner/)
+    # The endpoint is an Apollo Federation v2 subgraph: `_service`, `_entities`, @key (schema/federation.py).
+    federation: bool = True
     # How long a live API key is trusted before it is looked up again; a key revoked by
     # another process keeps working in this one up to this long. 0: looked up every request.
     api_key_cache_seconds: float = 5.0
@@ -96,6 +99,7 @@ class Settings:
             trusted_documents_only=env_flag(FLAGS["trusted_documents_only"]),
             apq_cache_bytes=_env_number(ENV["apq_cache_bytes"], int, default.apq_cache_bytes),
             planner=not env_flag(FLAGS["no_planner"]),
+            federation=not env_flag(FLAGS["no_federation"]),
             api_key_cache_seconds=_env_number(
                 ENV["api_key_cache_seconds"], float, default.api_key_cache_seconds, zero=True
             ),

@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
         await broker_for(engine).close()
         await engine.dispose()
 
-    schema = default_schema.configured(settings.limits, settings.introspection, settings.planner)
+    schema = default_schema.configured(settings.limits, settings.introspection, settings.planner, settings.federation)
     manifest = load_manifest(settings.trusted_documents_dir)
     if settings.trusted_documents_only:
         logging.getLogger("sessiongraph").info("trusted documents only: %d loaded", len(manifest))

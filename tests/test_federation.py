@@ -1,0 +1,257 @@
+"""sessiongraph as an Apollo Federation v2 subgraph (schema/federation.py): `_service { sdl }`
+declares the keys, `_entities` resolves sessions, turns, events and users with the caller's
+visibility, in a fixed number of statements, planned; `--no-federation` serves none of it;
+the public SDL carries no federation directive."""
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from graphql import build_schema
+
+from sessiongraph.planner.extension import PlannedExecution
+from sessiongraph.resolvers.ids import to_global_id
+from sessiongraph.schema import SDL_PATH, schema
+from tests.conftest import api_key, count_statements, event_, ok, store, turn_
+from tests.live_server import app_client, free_port, key, live_server  # noqa: F401  key: a fixture
+
+ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) {
+  __typename
+  ... on Session { id sessionId title user { id } turns(first: 5) { nodes { taskId } } }
+  ... on Turn { id taskId session { title } }
+  ... on Event { id seq type }
+  ... on User { id sessions(first: 10) { totalCount nodes { title } } }
+} }"""
+
+
+async def test_service_sdl_declares_the_keys_and_the_user_entity(engine, org):
+    sdl = (await ok(engine, org.admin, "{ _service { sdl } }"))["_service"]["sdl"]
+    assert '@link(url: "https://specs.apollo.dev/federation/v2.9"' in sdl
+    assert 'type Session implements Node @key(fields: "id") @key(fields: "sessionId")' in sdl
+    assert 'type Turn implements Node @key(fields: "id")' in sdl
+    assert 'type Event implements Node @key(fields: "id")' in sdl
+    assert 'type User @key(fields: "id")' in sdl
+    assert "user: User!" in sdl
+
+
+async def test_entities_resolve_what_the_caller_may_see_and_null_otherwise(engine, org, other_org):
+    mine = await store(engine, org.alice, title="alice's", turns=[turn_("t1", 1, [event_("LLM_OUTPUT", 1, "hi")])])
+    bobs = await store(engine, org.bob, title="bob's")
+    foreign = await store(engine, other_org.alice, title="elsewhere")
+    data = await ok(engine, org.alice, "{ session(id: \"%s\") { turns { nodes { id events { nodes { id } } } } } }" % mine)
+    turn_id = data["session"]["turns"]["nodes"][0]["id"]
+    event_id = data["session"]["turns"]["nodes"][0]["events"]["nodes"][0]["id"]
+    representations = [
+        {"__typename": "Session", "id": to_global_id("Session", mine)},
+        {"__typename": "Session", "sessionId": str(mine)},
+        {"__typename": "Session", "id": to_global_id("Session", bobs)},  # another user's: null
+        {"__typename": "Session", "sessionId": str(foreign)},  # another organisation's: null
+        {"__typename": "Session", "id": "not an id"},
+        {"__typename": "Turn", "id": turn_id},
+        {"__typename": "Turn", "id": to_global_id("Session", mine)},  # a session's id as a turn's
+        {"__typename": "Event", "id": event_id},
+        {"__typename": "User", "id": str(org.alice.user_id)},
+        {"__typename": "User", "id": str(org.bob.user_id)},  # bob exists, alice sees none of his
+    ]
+    got = (await ok(engine, org.alice, ENTITIES, {"r": representations}))["_entities"]
+    session = {
+        "__typename": "Session", "id": to_global_id("Session", mine), "sessionId": str(mine), "title": "alice's",
+        "user": {"id": str(org.alice.user_id)}, "turns": {"nodes": [{"taskId": "t1"}]},
+    }
+    assert got == [
+        session,
+        session,
+        None,
+        None,
+        None,
+        {"__typename": "Turn", "id": turn_id, "taskId": "t1", "session": {"title": "alice's"}},
+        None,
+        {"__typename": "Event", "id": event_id, "seq": 1, "type": "LLM_OUTPUT"},
+        {"__typename": "User", "id": str(org.alice.user_id), "sessions": {"totalCount": 1, "nodes": [{"title": "alice's"}]}},
+        {"__typename": "User", "id": str(org.bob.user_id), "sessions": {"totalCount": 0, "nodes": []}},
+    ]
+    # An ADMIN sees bob's sessions under bob.
+    admin = (await ok(engine, org.admin, ENTITIES, {"r": representations[9:]}))["_entities"]
+    assert admin[0]["sessions"] == {"totalCount": 1, "nodes": [{"title": "bob's"}]}
+
+
+async def test_a_hundred_session_entities_cost_what_one_does_and_are_planned(engine, org):
+    ids = [await store(engine, org.alice, minutes=i, title=f"s{i}", turns=[turn_("t", i)]) for i in range(100)]
+    query = """query($r: [_Any!]!) { _entities(representations: $r) {
+      ... on Session { title user { id } turns { nodes { taskId } } } } }"""
+
+    async def run(n):
+        representations = [{"__typename": "Session", "sessionId": str(i)} for i in ids[:n]]
+        answered = PlannedExecution.answered
+        with count_statements(engine) as counter:
+            data = await ok(engine, org.alice, query, {"r": representations})
+        assert PlannedExecution.answered == answered + 1, "the planner answered the entity fetch"
+        assert [e["title"] for e in data["_entities"]] == [f"s{i}" for i in range(n)]
+        assert all(e["user"] == {"id": str(org.alice.user_id)} for e in data["_entities"])
+        return counter.count
+
+    one, hundred = await run(1), await run(100)
+    assert hundred == one == 2  # the sessions, then all their turns' pages
+
+
+async def test_user_sessions_take_the_session_list_arguments(engine, org):
+    for i in range(3):
+        await store(engine, org.bob, minutes=i, title=f"b{i}", external_id=f"ext-{i}")
+    query = """query($r: [_Any!]!) { _entities(representations: $r) { ... on User {
+      sessions(first: 2, orderBy: {field: CREATED_AT, direction: ASC}, filter: {search: "b", userId: "%s"}) {
+        nodes { title } pageInfo { hasNextPage } } } } }""" % org.alice.user_id
+    data = await ok(engine, org.admin, query, {"r": [{"__typename": "User", "id": str(org.bob.user_id)}]})
+    assert data["_entities"] == [{"sessions": {"nodes": [{"title": "b0"}, {"title": "b1"}], "pageInfo": {"hasNextPage": True}}}]
+
+
+async def test_no_federation_serves_no_subgraph_fields(engine, org, key):
+    async with app_client(engine, federation=False) as http:
+        response = await http.post("/graphql", json={"query": "{ _service { sdl } }"}, headers={"X-API-Key": key})
+        assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+        response = await http.post("/graphql", json={"query": "{ viewer { userId } }"}, headers={"X-API-Key": key})
+        assert response.json()["data"] == {"viewer": {"userId": str(org.admin.user_id)}}
+    async with app_client(engine) as http:
+        response = await http.post("/graphql", json={"query": "{ _service { sdl } }"}, headers={"X-API-Key": key})
+        assert "@key" in response.json()["data"]["_service"]["sdl"]
+
+
+def test_public_sdl_has_no_federation_machinery():
+    sdl = schema.public_sdl()
+    assert sdl == SDL_PATH.read_text().rstrip("\n") or sdl + "\n" == SDL_PATH.read_text()
+    for name in ("@key", "@link", "_entities", "_service", "_Any"):
+        assert name not in sdl
+    built = build_schema(sdl)  # a tool can build it: no directive without its definition
+    assert str(built.get_type("Session").fields["user"].type) == "User!"
+
+
+@pytest.mark.parametrize("representation", [{"__typename": "User", "id": "not-a-uuid"}, {"__typename": "Session"}])
+async def test_a_representation_naming_nothing_is_null(engine, org, representation):
+    data = await ok(engine, org.alice, "query($r: [_Any!]!) { _entities(representations: $r) { __typename } }", {"r": [representation]})
+    assert data == {"_entities": [None]}
+
+
+# -- through a real gateway: Hive Gateway over sessiongraph and a users subgraph, composed by
+# @theguild/federation-composition (tests/federation/; `npm ci` there, which .ci/run does).
+
+FEDERATION_DIR = Path(__file__).parent / "federation"
+needs_node = pytest.mark.skipif(
+    os.environ.get("CI") != "true"
+    and not (shutil.which("node") and (FEDERATION_DIR / "node_modules" / ".bin" / "hive-gateway").exists()),
+    reason="node or tests/federation/node_modules is missing (npm ci in tests/federation); CI runs it",
+)
+
+
+def _started(command: list[str], url: str, log_path: Path, cwd: Path | None = None, timeout: float = 60.0) -> subprocess.Popen:
+    """Starts a process whose output goes to `log_path`, once `url` answers a GraphQL request."""
+    log = log_path.open("w")
+    process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[0]} exited with {process.returncode}: {log_path.read_text()}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.post(url, json={"query": "{ __typename }"}, timeout=2).status_code < 500:
+                return process
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"{command[0]} did not answer within {timeout} s: {log_path.read_text()}")
+        time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+async def gateway(engine, org, database_url, tmp_path):
+    """Hive Gateway on a loopback port over sessiongraph (`serve`, the test's database) and
+    the users subgraph; yields (gateway url, sessiongraph url, ADMIN key)."""
+    assert shutil.which("node"), "node is missing: CI must install it"
+    key = await api_key(engine, org.admin)
+    names = {str(org.admin.user_id): "Ada Admin", str(org.alice.user_id): "Alice", str(org.bob.user_id): "Bob"}
+    users_port, gateway_port = free_port(), free_port()
+    users_url = f"http://127.0.0.1:{users_port}/graphql"
+    processes = []
+    try:
+        with live_server(str(engine.url)) as sessiongraph:
+            processes.append(_started(
+                [sys.executable, str(FEDERATION_DIR / "users_subgraph.py"), str(users_port), json.dumps(names)],
+                users_url, tmp_path / "users.log",
+            ))
+            subgraphs = []
+            for name, url, headers in (("sessiongraph", sessiongraph.url, {"X-API-Key": key}), ("users", users_url, {})):
+                sdl = httpx.post(url, json={"query": "{ _service { sdl } }"}, headers=headers, timeout=10).json()
+                (tmp_path / f"{name}.graphql").write_text(sdl["data"]["_service"]["sdl"])
+                subgraphs.append(f"{name}={url}={tmp_path / f'{name}.graphql'}")
+            supergraph = tmp_path / "supergraph.graphql"
+            composed = subprocess.run(
+                ["node", "compose.mjs", str(supergraph), *subgraphs], cwd=FEDERATION_DIR, capture_output=True, text=True, timeout=60
+            )
+            assert composed.returncode == 0, composed.stderr
+            gateway_url = f"http://127.0.0.1:{gateway_port}/graphql"
+            processes.append(_started(
+                [str(FEDERATION_DIR / "node_modules" / ".bin" / "hive-gateway"), "supergraph", str(supergraph),
+                 "--host", "127.0.0.1", "--port", str(gateway_port)],
+                gateway_url, tmp_path / "gateway.log", cwd=FEDERATION_DIR, timeout=90,
+            ))
+            yield gateway_url, sessiongraph.url, key
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+
+
+@needs_node
+async def test_queries_crossing_both_subgraphs_through_hive_gateway(engine, org, gateway):
+    gateway_url, sessiongraph_url, key = gateway
+    first = await store(engine, org.alice, minutes=1, title="Trip", turns=[turn_("t1", 1), turn_("t2", 2)])
+    await store(engine, org.alice, minutes=2, title="Budget", turns=[turn_("t3", 3)])
+    await store(engine, org.bob, minutes=3, title="Bob's")
+
+    def post(query: str, url: str = gateway_url, **headers) -> dict:
+        response = httpx.post(url, json={"query": query}, headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    # A user (from the users subgraph) with their sessions and turns (from sessiongraph).
+    users = post("""{ users { id name sessions(first: 5, orderBy: {field: CREATED_AT, direction: ASC}) {
+        totalCount nodes { title turns(first: 5) { nodes { taskId } } } } } }""", **{"X-API-Key": key})
+    assert users.get("errors") is None, users
+    by_name = {u["name"]: u for u in users["data"]["users"]}
+    assert by_name["Alice"] == {
+        "id": str(org.alice.user_id), "name": "Alice",
+        "sessions": {"totalCount": 2, "nodes": [
+            {"title": "Trip", "turns": {"nodes": [{"taskId": "t1"}, {"taskId": "t2"}]}},
+            {"title": "Budget", "turns": {"nodes": [{"taskId": "t3"}]}},
+        ]},
+    }
+    assert by_name["Bob"]["sessions"] == {"totalCount": 1, "nodes": [{"title": "Bob's", "turns": {"nodes": []}}]}
+    assert by_name["Ada Admin"]["sessions"] == {"totalCount": 0, "nodes": []}
+
+    # A session (sessiongraph) with its owner's name (the users subgraph), the key as a bearer token.
+    session = post('{ session(id: "%s") { title user { id name } } }' % first, Authorization=f"Bearer {key}")
+    assert session.get("errors") is None, session
+    assert session["data"] == {"session": {"title": "Trip", "user": {"id": str(org.alice.user_id), "name": "Alice"}}}
+
+    # Without a key sessiongraph refuses the request, through the gateway too.
+    refused = post("{ sessions { totalCount } }")
+    assert refused.get("data") in (None, {"sessions": None}) and refused["errors"]
+
+    # The nested page answers the same through the gateway as directly.
+    nested = "{ sessions(first: 5) { nodes { turns(first: 3) { nodes { events(first: 4) { nodes { seq } } } } } } }"
+    direct = post(nested, sessiongraph_url, **{"X-API-Key": key})
+    through = post(nested, **{"X-API-Key": key})
+    assert through["data"] == direct["data"]
+    assert direct["extensions"]["cost"]["requestedQueryCost"] == 5 + 5 * 3 + 5 * 3 * 4
+    assert [len(s["turns"]["nodes"]) for s in through["data"]["sessions"]["nodes"]] == [0, 1, 2]
