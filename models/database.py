@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from sessiongraph.models.containment import sql_json_contains
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -61,6 +63,8 @@ def configure_sqlite(dbapi_connection) -> None:
     # SQLite's own lower() folds ASCII only; the session search must ignore case in any
     # script, as PostgreSQL's does.
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+    # The session list's `metadata` and `endpoint` filters: PostgreSQL's jsonb containment.
+    dbapi_connection.create_function("sg_json_contains", 2, sql_json_contains, deterministic=True)
 
 
 def sqlite_time_text(value: datetime | None) -> str | None:
