@@ -103,3 +103,30 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# The filtered list page's data set (bench/run.py --filtered-list): every other generated
+# session made a TERMINAL one, through columns the importer does not know yet, by SQL after
+# the import: ten connections (res-0 .. res-9), the four review statuses, three teams in
+# its metadata. Session n is the line of external id bench-n.
+FILTERED = {
+    "kinds": ["TERMINAL"],
+    "resourceNames": ["res-1", "res-2"],
+    "reviewStatuses": ["APPROVED"],
+    "metadata": {"team": "banking"},
+}
+
+
+def terminal_sql(dialect: str) -> str:
+    """The UPDATE that makes the even sessions TERMINAL ones, on `dialect`."""
+    json_object = "jsonb_build_object" if dialect == "postgresql" else "json_object"
+    return f"""
+UPDATE sessions SET kind = 'TERMINAL', verb = 'EXEC', resource_type = 'database',
+  resource_name = 'res-' || ((numbered.n / 2) % 10),
+  review_status = CASE (numbered.n / 20) % 4 WHEN 0 THEN 'PENDING' WHEN 1 THEN 'APPROVED'
+                  WHEN 2 THEN 'REJECTED' ELSE 'REVOKED' END,
+  metadata = {json_object}('team', CASE numbered.n % 3 WHEN 0 THEN 'banking' WHEN 1 THEN 'retail' ELSE 'ops' END,
+                           'n', numbered.n)
+FROM (SELECT id AS sid, CAST(substr(external_id, 7) AS INTEGER) AS n FROM sessions
+      WHERE external_id LIKE 'bench-%' AND external_id <> 'bench-long') AS numbered
+WHERE sessions.id = numbered.sid AND numbered.n % 2 = 0"""

@@ -394,6 +394,136 @@ def documents_table(rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
+# --- the filtered list page ----------------------------------------------------------
+
+
+async def make_terminal_sessions(url: str) -> None:
+    """The filtered list's data: the even sessions made TERMINAL (generate.terminal_sql),
+    once (a database that has them already is left as it is), then the statistics."""
+    from sqlalchemy import text
+
+    from sessiongraph.models import create_engine
+
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            if not (await connection.execute(text("SELECT count(*) FROM sessions WHERE kind = 'TERMINAL'"))).scalar():
+                await connection.execute(text(generate.terminal_sql(engine.dialect.name)))
+        async with engine.begin() as connection:
+            await connection.execute(text("ANALYZE"))
+    finally:
+        await engine.dispose()
+
+
+async def fill_postgres(url: str, sessions: int) -> None:
+    """The sessions generate.py writes (without turns or events), inserted by one SQL
+    statement instead of imported: what is measured here is the list, not the importer,
+    and the import of 200,000 sessions takes a quarter of an hour on this machine."""
+    from sqlalchemy import text
+
+    from sessiongraph.models import create_engine
+
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("INSERT INTO users (id, org_id, created_at) VALUES (:user, :org, :t0)"),
+                {"user": generate.USER, "org": generate.ORG, "t0": generate.T0},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO sessions (id, org_id, user_id, external_id, title, created_at, updated_at,"
+                    " last_activity_at, turn_count, tokens_used, token_budget, metadata, event_count)"
+                    " SELECT ('00000000-0000-4000-8001-' || lpad(to_hex(i), 12, '0'))::uuid, :org, :user, 'bench-' || i,"
+                    " 'Bench session ' || i, t, t, t, 0, 0, 100000, jsonb_build_object('team', 'bench', 'n', i), 0"
+                    " FROM generate_series(0, :n - 1) AS i,"
+                    " LATERAL (SELECT CAST(:t0 AS timestamptz) + interval '1 day' + i * interval '1 minute' AS t) AS at"
+                ),
+                {"user": generate.USER, "org": generate.ORG, "t0": generate.T0, "n": sessions},
+            )
+    finally:
+        await engine.dispose()
+
+
+async def explain(url: str, key: str, body: dict) -> list[str]:
+    """The plan of each statement `body` costs: SQLite's EXPLAIN QUERY PLAN, PostgreSQL's
+    EXPLAIN ANALYZE, of the statements as sent (caught on their way to the driver)."""
+    import httpx
+    from sqlalchemy import event
+
+    from sessiongraph.transport.app import create_app
+    from sessiongraph.config import Settings
+    from sessiongraph.models import create_engine
+
+    engine = create_engine(url)
+    app = create_app(Settings(database_url=url), engine)
+    sent = []
+
+    def catch(conn, cursor, statement, parameters, context, executemany):
+        sent.append((statement, parameters))
+
+    lines = []
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+            await client.post("/graphql", json=body, headers={"X-API-Key": key})  # the key looked up, caches warm
+            event.listen(engine.sync_engine, "before_cursor_execute", catch)
+            response = await client.post("/graphql", json=body, headers={"X-API-Key": key})
+            event.remove(engine.sync_engine, "before_cursor_execute", catch)
+            assert response.status_code == 200 and "errors" not in response.json(), response.text[:500]
+        prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN (ANALYZE, COSTS OFF) "
+        async with engine.connect() as connection:
+            for statement, parameters in sent:
+                lines += ["", statement.strip(), ""]
+                rows = (await connection.exec_driver_sql(prefix + statement, parameters)).all()
+                lines += ["    " + " | ".join(str(v) for v in row[-1:]) for row in rows]
+    finally:
+        await engine.dispose()
+    return lines
+
+
+def bench_filtered_list(db: str, url: str, args, results: dict) -> None:
+    """The session list page filtered by kinds, resourceNames, reviewStatuses and metadata
+    (generate.FILTERED) against the same page unfiltered, on `args.sessions` sessions."""
+    data_file = DATA / f"bench-{args.sessions}x0x0+0.jsonl"
+    if not data_file.exists():
+        generate.write(str(data_file), args.sessions, 0, 0, 0)
+    sg = [str(BIN / "sessiongraph"), "--database-url", url]
+    if db == "postgresql":
+        if not (args.reuse and asyncio.run(stored_counts(url)) == (args.sessions, 0)):
+            print(f"== {db}: {args.sessions} sessions by SQL", flush=True)
+            asyncio.run(recreate_postgres(url))
+            run([*sg, "migrate"], stdout=subprocess.DEVNULL)
+            asyncio.run(fill_postgres(url, args.sessions))
+        imported = {"reused": True, "key": create_bench_key(sg)}
+    else:
+        print(f"== {db}: importing {data_file.name}", flush=True)
+        imported = load_database(url, data_file, args.sessions + 1, 0, args.reuse)
+    key = imported.pop("key")
+    asyncio.run(make_terminal_sessions(url))
+    session_list = document(QUERIES / "SessionList.graphql")
+    bodies = {
+        f"{db}-list-unfiltered": {"query": session_list},
+        f"{db}-list-filtered": {"query": session_list, "variables": {"filter": generate.FILTERED}},
+    }
+    statements = asyncio.run(count_statements(url, key, bodies))
+    plans = asyncio.run(explain(url, key, bodies[f"{db}-list-filtered"]))
+    print("\n".join(plans), flush=True)
+    logs = OUT / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    server = Contender("server", [str(BIN / "sessiongraph"), "--database-url", url, "serve", "--host", "127.0.0.1", "--port", "{port}"])
+    try:
+        server.start(logs / f"server-filtered-{db}.log")
+        targets = [Target(name, server, body, key) for name, body in bodies.items()]
+        totals = [answer(t)["sessions"]["totalCount"] for t in targets]
+        print(f"   totalCount: unfiltered {totals[0]}, filtered {totals[1]}; statements {statements}", flush=True)
+        group = measure(f"list page: unfiltered vs filtered ({db})", targets, args.rounds, args.duration, args.connections, args.warm)
+    finally:
+        server.stop()
+    ratios = group["ratios"][targets[1].name]
+    print(f"   filtered / unfiltered rate ({group['basis']}): {', '.join(f'{r:.2f}' for r in ratios)}", flush=True)
+    results["databases"][db] = {"import": imported, "statements": statements, "groups": [group], "totals": totals, "plans": plans}
+
+
 # --- load ----------------------------------------------------------------------------
 
 
@@ -804,8 +934,13 @@ def main() -> None:
     parser.add_argument("--no-planner-paths", dest="planner_paths", action="store_false",
                         help="skip the planner-vs-no-planner groups (the server with --no-planner)")
     parser.add_argument("--profile-on", default="postgresql", help="database whose server is profiled ('' for none)")
+    parser.add_argument("--filtered-list", action="store_true",
+                        help="only the filtered session list page against the unfiltered one (--sessions defaults to 200000)")
     args = parser.parse_args()
     args.duration = min(args.duration, 15)
+    if args.filtered_list:
+        filtered_list_only(args)
+        return
 
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     OUT.mkdir(exist_ok=True)
@@ -852,6 +987,26 @@ def main() -> None:
     (OUT / f"{stamp}.md").write_text(text)
     print("\n" + text)
     print(f"\n(report: {OUT / (stamp + '.md')}; {results['seconds']:.0f} s)")
+
+
+def filtered_list_only(args) -> None:
+    """`--filtered-list`: the filtered list page on each database, nothing else."""
+    if "--sessions" not in sys.argv:
+        args.sessions = 200_000
+    OUT.mkdir(exist_ok=True)
+    DATA.mkdir(exist_ok=True)
+    ensure_wrk()
+    results = {"databases": {}}
+    if "--postgres-url" not in sys.argv:  # a database of its own: the full bench's is left alone
+        args.postgres_url += "_filtered"
+    databases = {"sqlite": f"sqlite+aiosqlite:///{DATA}/bench-filtered.db", "postgresql": args.postgres_url}
+    for db in [d for d in args.databases.split(",") if d]:
+        if db == "postgresql" and asyncio.run(postgres_version(args.postgres_url)) is None:
+            continue
+        bench_filtered_list(db, databases[db], args, results)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    (OUT / f"filtered-{stamp}.json").write_text(json.dumps(results, indent=1, default=str))
+    print(f"(raw results: {OUT / f'filtered-{stamp}.json'})")
 
 
 if __name__ == "__main__":

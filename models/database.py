@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from sessiongraph.models.containment import sql_json_contains
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -58,6 +60,8 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     # SQLite's own lower() folds ASCII only; the session search must ignore case in any
     # script, as PostgreSQL's does.
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+    # The session list's `metadata` and `endpoint` filters: PostgreSQL's jsonb containment.
+    dbapi_connection.create_function("sg_json_contains", 2, sql_json_contains, deterministic=True)
 
 
 def _lower(value):

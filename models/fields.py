@@ -599,13 +599,18 @@ def stored(type_name: str) -> tuple[Field, ...]:
 class Filter:
     """One argument of the session list's filter: its Python type, the columns it looks at
     and how (`substring`: a case-insensitive substring of any of them; `after`, `before`:
-    later or earlier than the value; `in`: among the values; `equals`)."""
+    later or earlier than the value; `in`: among the values (an Enum's by value); `equals`;
+    `nonzero`: true keeps the sessions whose column is above 0, false those where it is 0;
+    `holds`: the column's JSON array holds the value; `contains`: the column's JSON value
+    contains the given JSON object, as PostgreSQL's jsonb `@>` says, see
+    models/containment.py). `of_kind`: only sessions of that kind."""
 
     name: str
     annotation: Any
     columns: tuple[str, ...]
     how: str
     description: str | None = None
+    of_kind: str | None = None
 
 
 SESSION_FILTERS = (
@@ -619,5 +624,39 @@ SESSION_FILTERS = (
     Filter(
         "user_id", uuid.UUID | None, ("user_id",), "equals",
         "Only this owner's sessions (an ADMIN's filter; a USER sees only its own anyway).",
+    ),
+    Filter("kinds", list[SessionKind] | None, ("kind",), "in"),
+    Filter("statuses", list[SessionStatus] | None, ("status",), "in"),
+    Filter("batch_id", str | None, ("batch_id",), "equals"),
+    Filter("correlation_id", str | None, ("correlation_id",), "equals"),
+    Filter("identity_type", IdentityType | None, ("identity_type",), "equals"),
+    Filter("ended_after", datetime | None, ("ended_at",), "after"),
+    Filter("ended_before", datetime | None, ("ended_at",), "before"),
+    Filter(
+        "resource_names", list[str] | None, ("resource_name",), "in",
+        "TERMINAL sessions through these connections (Resource.name).", of_kind="TERMINAL",
+    ),
+    Filter(
+        "resource_types", list[str] | None, ("resource_type",), "in",
+        "TERMINAL sessions of these resource types.", of_kind="TERMINAL",
+    ),
+    Filter("verbs", list[TerminalVerb] | None, ("verb",), "in", of_kind="TERMINAL"),
+    Filter("review_statuses", list[ReviewStatus] | None, ("review_status",), "in"),
+    Filter(
+        "blocked_by_guardrail", bool | None, ("guardrail_count",), "nonzero",
+        "Sessions blocked by a guardrail (true) or not (false).",
+    ),
+    Filter("runner_ids", list[str] | None, ("runner_id",), "in", of_kind="RED_TEAM"),
+    Filter("endpoint", str | None, ("endpoints",), "holds", "RED_TEAM sessions testing this endpoint.", of_kind="RED_TEAM"),
+    Filter(
+        "metadata", Json | None, ("metadata",), "contains",
+        "Sessions whose metadata contains this JSON object: every key present with an equal value, "
+        'recursively for objects ({"team": "banking"} matches {"team": "banking", "env": "prod"}). '
+        "As PostgreSQL's jsonb containment (@>), on every database: an array contains another when "
+        "each of the other's elements is contained in one of its own, in any order, duplicates "
+        'ignored ({"tags": ["a"]} matches {"tags": ["b", "a"]}); numbers are equal by value (1 and '
+        '1.0), never equal to strings ("1") or booleans (true); null matches only a stored null; {} '
+        "matches every session. Not an object: BAD_USER_INPUT. A value no metadata can hold (a "
+        "string with U+0000) matches nothing.",
     ),
 )

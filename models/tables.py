@@ -81,6 +81,29 @@ def declared_table(name: str, type_name: str, *indexes) -> Table:
 # Keyset orders of the session list: each is served, per visibility scope, by an index on
 # (scope, key, id) over live sessions.
 SESSION_ORDER_COLUMNS = ("created_at", "updated_at", "last_activity_at", "tokens_used")
+# Filters of the session list served, per visibility scope, by an index on (scope, column,
+# created_at, id) over live sessions (the default order within each value), and the rows
+# each index holds (those where the column is set). Migration 0003.
+SESSION_FILTER_INDEXES = {"kind": LIVE, "resource_name": text("deleted_at IS NULL AND resource_name IS NOT NULL"),
+                          "review_status": text("deleted_at IS NULL AND review_status IS NOT NULL")}
+
+
+def session_filter_indexes() -> list[Index]:
+    """Those indexes, and on PostgreSQL a GIN index on metadata for the `metadata`
+    filter's `@>` (jsonb_path_ops: containment only, smaller and faster than the default).
+    SQLite cannot index containment: there the index of that name is partial over no row
+    (WHERE 0, nothing to keep up), so that both databases have the indexes declared here."""
+    found = [
+        Index(f"sessions_{scope}_{column}_created_at", scope, column, "created_at", "id",
+              sqlite_where=where, postgresql_where=where)
+        for scope in ("user_id", "org_id")
+        for column, where in SESSION_FILTER_INDEXES.items()
+    ]
+    found.append(
+        Index("sessions_metadata_path_ops", "metadata", postgresql_using="gin",
+              postgresql_ops={"metadata": "jsonb_path_ops"}, sqlite_where=text("0"))
+    )
+    return found
 
 
 class Session(Base):
@@ -107,6 +130,7 @@ class Session(Base):
             for scope in ("user_id", "org_id")
             for column in SESSION_ORDER_COLUMNS
         ),
+        *session_filter_indexes(),
     )
     # `metadata` is the Declarative base's own attribute: the column is mapped as `meta`.
     meta = __table__.c.metadata

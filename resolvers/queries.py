@@ -1,14 +1,19 @@
 """The read side: the session list, lookups by id, and the nested connections."""
 
 import asyncio
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from functools import lru_cache
 
-from sqlalchemy import bindparam, false, func, or_, select, tuple_
+from sqlalchemy import Boolean, String, bindparam, false, func, literal_column, or_, select, tuple_
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from sessiongraph.models import Session
+from sessiongraph.models.database import json_dumps
 from sessiongraph.models.fields import SESSION_FILTERS
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput
@@ -36,8 +41,9 @@ ORDER_COLUMNS = {
 
 @dataclass(frozen=True, slots=True)
 class SessionListFilter:
-    """The values given for the declared filters (models/fields.SESSION_FILTERS), by name;
-    a filter left out or null keeps every session."""
+    """The values given for the declared filters (models/fields.SESSION_FILTERS), by name,
+    as they are bound (an Enum by its value, a JSON value as its text); a filter left out or
+    null keeps every session."""
 
     values: tuple[tuple[str, object], ...] = ()
 
@@ -46,15 +52,22 @@ class SessionListFilter:
         found = []
         for f in SESSION_FILTERS:
             value = given.get(f.name)
-            if value is not None and f.how == "substring" and not value:
+            if value is None or (f.how == "substring" and not value):
                 continue  # an empty substring keeps every session
-            if value is not None:
-                found.append((f.name, tuple(value) if isinstance(value, list) else value))
+            if f.how == "contains":
+                value = _json_object_text(f.name, value)
+            elif f.how == "holds":
+                value = _json_text([value])
+            elif isinstance(value, list):
+                value = tuple(v.value if isinstance(v, Enum) else v for v in value)
+            elif isinstance(value, Enum):
+                value = value.value
+            found.append((f.name, value))
         return cls(tuple(found))
 
     def shape(self) -> tuple:
         """Which conditions the filter makes: what the statement's text depends on."""
-        return tuple((name, "nothing" if _holds_nul(value) and _FILTERS[name].how != "in" else "") for name, value in self.values)
+        return tuple((name, _shape_of(_FILTERS[name].how, value)) for name, value in self.values)
 
     def parameters(self) -> dict:
         """The values of those conditions, bound as `filter_<name>`."""
@@ -66,40 +79,118 @@ class SessionListFilter:
                     found[f"filter_{name}"] = "%" + value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             elif how == "in":
                 found[f"filter_{name}"] = [v for v in value if not _holds_nul(v)]
-            elif not _holds_nul(value):
+            elif how != "nonzero" and value is not UNSTORABLE and not _holds_nul(value):
                 found[f"filter_{name}"] = value
         return found
 
 
 _FILTERS = {f.name: f for f in SESSION_FILTERS}
+# A JSON filter value no stored JSON can hold (a string with U+0000, which PostgreSQL's
+# jsonb refuses, or one that is not Unicode text): it matches nothing.
+UNSTORABLE = object()
+DEEPEST_JSON_FILTER = 32
 
 
 def _holds_nul(value) -> bool:
     return isinstance(value, str) and NUL in value
 
 
+def _shape_of(how: str, value) -> str:
+    if how == "nonzero":
+        return "true" if value else "false"
+    if value is UNSTORABLE or (how != "in" and _holds_nul(value)):
+        return "nothing"
+    return ""
+
+
+def _json_object_text(name: str, value) -> object:
+    """A JSON object filter's value as the JSON text bound to the statement."""
+    if not isinstance(value, dict):
+        raise BadUserInput(f"The {name} filter must be a JSON object, e.g. {{\"team\": \"banking\"}}; got {json_dumps(value)[:100]}.")
+    if _depth(value) > DEEPEST_JSON_FILTER:
+        raise BadUserInput(f"The {name} filter nests deeper than {DEEPEST_JSON_FILTER} levels.")
+    return _json_text(value)
+
+
+def _json_text(value) -> object:
+    return json_dumps(value) if _storable(value) else UNSTORABLE
+
+
+def _depth(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _storable(value) -> bool:
+    """Whether a JSON column could hold the value: no U+0000 in a string or key, every
+    string Unicode text, every number finite."""
+    if isinstance(value, str):
+        return NUL not in value and _is_unicode_text(value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(map(_storable, value))
+    return True
+
+
+def _is_unicode_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+class json_contains(FunctionElement):
+    """`column` contains the bound JSON text's value, as PostgreSQL's jsonb `@>` says: the
+    operator itself there (which a GIN index serves), the same rules in Python on SQLite
+    (models/containment.py, registered by models/database.py)."""
+
+    type = Boolean()
+    name = "json_contains"
+    inherit_cache = True
+
+
+@compiles(json_contains)
+def _json_contains_sqlite(element, compiler, **kw):
+    return f"sg_json_contains({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(json_contains, "postgresql")
+def _json_contains_postgresql(element, compiler, **kw):
+    column, value = element.clauses
+    return f"{compiler.process(column, **kw)} @> CAST({compiler.process(value, **kw)} AS JSONB)"
+
+
 def _filter_conditions(shape: tuple) -> list:
     """The SQL of each filter given, as its declaration says; values are bound by name."""
     found = []
-    for name, nothing in shape:
-        if nothing:
+    for name, variant in shape:
+        if variant == "nothing":
             found.append(false())
             continue
         f = _FILTERS[name]
         columns = [Session.__table__.c[c] for c in f.columns]
         bound = f"filter_{name}"
-        value = bindparam(bound, expanding=True) if f.how == "in" else bindparam(bound, type_=columns[0].type)
+        if f.of_kind is not None:
+            found.append(Session.__table__.c.kind == literal_column(f"'{f.of_kind}'"))
         if f.how == "substring":
             pattern = bindparam(bound)
             found.append(or_(*(func.lower(c).like(pattern, escape="\\") for c in columns)))
-        elif f.how == "after":
-            found.append(columns[0] > value)
-        elif f.how == "before":
-            found.append(columns[0] < value)
         elif f.how == "in":
-            found.append(columns[0].in_(value))
+            found.append(columns[0].in_(bindparam(bound, expanding=True)))
+        elif f.how == "nonzero":
+            found.append(columns[0] > 0 if variant == "true" else columns[0] == 0)
+        elif f.how in ("contains", "holds"):
+            found.append(json_contains(columns[0], bindparam(bound, type_=String())))
         else:
-            found.append(columns[0] == value)
+            value = bindparam(bound, type_=columns[0].type)
+            found.append({"after": columns[0] > value, "before": columns[0] < value}.get(f.how, columns[0] == value))
     return found
 
 

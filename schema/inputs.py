@@ -5,6 +5,7 @@ from enum import Enum
 import strawberry
 
 from sessiongraph.models.fields import SESSION_FILTERS
+from sessiongraph.schema.types import graphql_annotation
 
 
 @strawberry.enum
@@ -29,8 +30,9 @@ class SessionOrder:
 
 def with_declared_filters(cls):
     """Gives an input class, before `strawberry.input` makes it one, an optional field for
-    each declared filter of the session list (models/fields.SESSION_FILTERS)."""
-    cls.__annotations__ = {f.name: f.annotation for f in SESSION_FILTERS}
+    each declared filter of the session list (models/fields.SESSION_FILTERS). The models'
+    Enums are GraphQL enums already (schema/types.py wraps them), `Json` becomes JSON."""
+    cls.__annotations__ = {f.name: graphql_annotation(f.annotation) for f in SESSION_FILTERS}
     for f in SESSION_FILTERS:
         setattr(cls, f.name, strawberry.field(default=None, description=f.description))
     return cls
