@@ -13,17 +13,22 @@ from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
 
-from sqlalchemy import any_, bindparam, func, select
+import orjson
+from sqlalchemy import String, and_, any_, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from strawberry.dataloader import DataLoader
 
 from sessiongraph.models import Event, Session, Turn
+from sessiongraph.models.fields import EVENT_SESSION_COLUMNS
 from sessiongraph.models.types import JSONIds
 
 SESSION_COLUMNS = tuple(Session.__table__.c)
 TURN_COLUMNS = tuple(Turn.__table__.c)
 # An event's `elapsedMs` is measured from its session's creation: it comes with the row.
-EVENT_COLUMNS = (*Event.__table__.c, Session.created_at.label("session_created_at"))
+EVENT_COLUMNS = (
+    *Event.__table__.c,
+    *(Session.__table__.c[column].label(name) for name, column in EVENT_SESSION_COLUMNS.items()),
+)
 EVENTS_WITH_SESSION = Event.__table__.join(Session.__table__, Event.session_id == Session.id)
 
 
@@ -102,6 +107,8 @@ class Loaders:
         "turn_event_page": "_turn_event_pages",
         "session_event_count": "_session_event_counts",
         "turn_event_count": "_turn_event_counts",
+        "chat_turn_page": "_chat_turn_pages",
+        "chat_turn_count": "_chat_turn_counts",
     }
 
     def __init__(self, context) -> None:
@@ -168,6 +175,31 @@ class Loaders:
                 pages[k] = by_parent.get(k.parent, [])
         return [pages[k] for k in keys]
 
+    async def _chat_turn_pages(self, keys: list[PageKey]) -> list[list]:
+        """The turns pages of chats: each key's parent a (session id, endpoint) pair."""
+        groups: dict[tuple, list[PageKey]] = defaultdict(list)
+        for k in keys:
+            groups[k.batch].append(k)
+        pages: dict[PageKey, list] = {}
+        dialect = self.context.engine.dialect.name
+        for group in groups.values():
+            names = None if group[0].columns is None else ("endpoint", *group[0].columns)
+            columns, _ = _chosen_columns(TURN_COLUMNS, names, None, "session_id")
+            statement = _chat_page_statement(columns, group[0].batch, len({k.parent for k in group}) == 1, dialect)
+            by_chat = defaultdict(list)
+            for row in await self.context.rows(statement, chat_parameters([k.parent for k in group], dialect), reused=True):
+                by_chat[row.session_id, row.endpoint].append(row)
+            for k in group:
+                pages[k] = by_chat.get(k.parent, [])
+        return [pages[k] for k in keys]
+
+    async def _chat_turn_counts(self, chats: list[tuple]) -> list[int]:
+        """How many turns each (session id, endpoint) has: one grouped count for them all."""
+        dialect = self.context.engine.dialect.name
+        statement = _chat_count_statement(len(set(chats)) == 1, dialect)
+        counts = {(s, e): n for s, e, n in await self.context.rows(statement, chat_parameters(chats, dialect), reused=True)}
+        return [counts.get(chat, 0) for chat in chats]
+
     async def _session_event_counts(self, keys: list[tuple]) -> list[int]:
         return await self._event_counts(keys, Event.session_id)
 
@@ -195,13 +227,13 @@ class Loaders:
 @lru_cache(maxsize=256)
 def _chosen_columns(all_columns: tuple, names: tuple[str, ...] | None, select_from, parent: str) -> tuple[tuple, object]:
     """The columns of `names` and the parent's (all when None), and what to select them
-    from: the events' join with their session only when the session's creation time is
-    among them."""
+    from: the events' join with their session only when a column of the session's
+    (models/fields.EVENT_SESSION_COLUMNS) is among them."""
     if names is None:
         return all_columns, select_from
     by_name = {c.name: c for c in all_columns}
     columns = tuple(by_name[n] for n in dict.fromkeys((parent, *names)))
-    return columns, select_from if "session_created_at" in names else None
+    return columns, select_from if not EVENT_SESSION_COLUMNS.keys().isdisjoint(names) else None
 
 
 def page_statement(keys: list[PageKey], columns, parent, key, select_from=None, dialect: str = "") -> tuple:
@@ -257,3 +289,73 @@ def _page_statement(columns, parent, key, select_from, batch: tuple, single: boo
         .where(inner.c.page_row <= limit + 1)
         .order_by(inner.c[parent.name], inner.c.page_row)
     )
+
+
+# -- chats: the turns of a (session, endpoint) pair ------------------------------------------
+
+CHAT = (Turn.session_id, Turn.endpoint)
+
+
+def chat_parameters(chats: list[tuple], dialect: str) -> dict:
+    """The (session id, endpoint) pairs bound as one value, so the statement's text is the
+    same whatever their number: two arrays on PostgreSQL (unnest() pairs them up again), a
+    JSON array of pairs on SQLite (UUIDs as the 32 hex digits its Uuid columns hold)."""
+    chats = list(dict.fromkeys(chats))  # joined to the turns: a pair given twice would count twice
+    if len(chats) == 1:
+        return {"session_id": chats[0][0], "endpoint": chats[0][1]}
+    if dialect == "postgresql":
+        return {"session_ids": [s for s, _ in chats], "endpoints": [e for _, e in chats]}
+    if dialect == "sqlite":
+        return {"chats": orjson.dumps([[s.hex, e] for s, e in chats]).decode()}
+    return {"chats": [tuple(chat) for chat in chats]}
+
+
+@lru_cache(maxsize=8)
+def _chats(single: bool, dialect: str) -> tuple:
+    """What to select turns of the bound chats from, and on what condition: for one chat,
+    the turns with its session id and endpoint; for several, the pairs joined to the turns
+    on both, so each pair is a range of the index turns_session_endpoint_position (SQLite
+    chose turns_session_position for a row value IN the pairs, and filtered endpoints)."""
+    if single:
+        return Turn.__table__, (Turn.session_id == bindparam("session_id"), Turn.endpoint == bindparam("endpoint"))
+    if dialect == "postgresql":
+        pairs = func.unnest(
+            bindparam("session_ids", type_=ARRAY(Turn.session_id.type)),
+            bindparam("endpoints", type_=ARRAY(Turn.endpoint.type)),
+        ).table_valued("session_id", "endpoint").render_derived()
+        session_id, endpoint = pairs.c.session_id, pairs.c.endpoint
+    elif dialect == "sqlite":
+        pairs = func.json_each(bindparam("chats", type_=String)).table_valued("value")
+        session_id, endpoint = func.json_extract(pairs.c.value, "$[0]"), func.json_extract(pairs.c.value, "$[1]")
+    else:
+        return Turn.__table__, (tuple_(*CHAT).in_(bindparam("chats", expanding=True)),)
+    return pairs.join(Turn.__table__, and_(Turn.session_id == session_id, Turn.endpoint == endpoint)), ()
+
+
+@lru_cache(maxsize=512)
+def _chat_page_statement(columns, batch: tuple, single: bool, dialect: str):
+    """The pages of chats sharing their arguments: as `_page_statement`, numbered per chat."""
+    limit, forward, after, before, _events, _columns = batch
+    key = Turn.position
+    order = key.asc() if forward else key.desc()
+    chats, conditions = _chats(single, dialect)
+    conditions = list(conditions)
+    if after is not None:
+        conditions.append(key > after)
+    if before is not None:
+        conditions.append(key < before)
+    if single:
+        return select(*columns).where(*conditions).order_by(order).limit(limit + 1)
+    number = func.row_number().over(partition_by=CHAT, order_by=order).label("page_row")
+    inner = select(*columns, number).select_from(chats).where(*conditions).subquery()
+    return (
+        select(*(c for c in inner.c if c.name != "page_row"))
+        .where(inner.c.page_row <= limit + 1)
+        .order_by(inner.c.session_id, inner.c.endpoint, inner.c.page_row)
+    )
+
+
+@lru_cache(maxsize=8)
+def _chat_count_statement(single: bool, dialect: str):
+    chats, conditions = _chats(single, dialect)
+    return select(*CHAT, func.count()).select_from(chats).where(*conditions).group_by(*CHAT)

@@ -10,12 +10,15 @@ schema turns into a GraphQL type (`Json` marks a JSON value), a column a `Stored
 models/tables.py turns into SQLAlchemy's.
 """
 
+import base64
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from operator import attrgetter
 from typing import Any, Callable
+
+from sessiongraph.models.pg_wire import queries_text
 
 MAX_INT = 2**31 - 1  # GraphQL's Int is 32 bits
 
@@ -134,6 +137,45 @@ def execution_time_ms(row) -> int | None:
 
 def message_of(content: bytes | None) -> str | None:
     return None if content is None else content.decode("utf-8", "replace")
+
+
+# What an event's row takes from its session's (through a join), by the name it has there.
+EVENT_SESSION_COLUMNS = {"session_created_at": "created_at", "session_kind": "kind", "session_resource_subtype": "resource_subtype"}
+# The QUERIES rendering of a chunk larger than this is its UTF8 one: parsing is linear, but a
+# crafted 1 MiB chunk takes seconds, and a page may hold a hundred.
+MAX_QUERIES_CHUNK = 64 * 1024
+
+
+class ContentEncoding(Enum):
+    UTF8 = "UTF8"
+    BASE64 = "BASE64"
+    QUERIES = "QUERIES"
+
+
+def content_as(encoding: ContentEncoding) -> Callable[[Any], str | None]:
+    """row -> the event's content rendered in `encoding`. QUERIES: the INPUT events of a
+    TERMINAL session through a `postgres` resource hold PostgreSQL frontend messages, shown as
+    their SQL (models/pg_wire.py); any other content as UTF8 is."""
+    if encoding is ContentEncoding.BASE64:
+        return lambda row: None if row.content is None else base64.b64encode(row.content).decode()
+    if encoding is ContentEncoding.UTF8:
+        return lambda row: message_of(row.content)
+    return _queries
+
+
+def _queries(row) -> str | None:
+    content = row.content
+    if (
+        content is not None
+        and len(content) <= MAX_QUERIES_CHUNK
+        and row.type == "INPUT"
+        and row.session_kind == "TERMINAL"
+        and row.session_resource_subtype == "postgres"
+    ):
+        rendered = queries_text(content)
+        if rendered is not None:
+            return rendered
+    return message_of(content)
 
 
 def elapsed_ms(row) -> float:

@@ -13,7 +13,6 @@ operation, error and all.
 """
 
 import asyncio
-import base64
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Callable
@@ -72,7 +71,7 @@ def _readers(type_name: str) -> dict[str, Reader]:
 READERS: dict[str, dict[str, Reader]] = {name: _readers(name) for name in declared.FIELDS}
 # `Event.content(encoding:)`: a field with an argument, read as its argument says when the
 # plan is made (see _content_reader).
-READERS["Event"]["content"] = Reader(attrgetter("content"), ("content",))
+READERS["Event"]["content"] = Reader(attrgetter("content"), ("content", "type", "session_kind", "session_resource_subtype"))
 
 # What a page of each type always fetches besides its parent's id: its own id (the parent
 # of the next level) and the sort key (its cursor).
@@ -185,8 +184,63 @@ def compile_node(run, graphql_type, details) -> NodeSelection | None:
             readers.append((key, _constant(None)))
             connections.append((key, node, connection))
         else:
-            readers.append((key, _field_reader(run, graphql_type, node)))
+            reader = _field_reader(run, graphql_type, node, field_details)
+            if reader is None:
+                return None
+            readers.append((key, reader))
     return NodeSelection(type_name, _builder(readers), connections)
+
+
+# The declared fields of the types made from a row's columns or its JSON (a session's
+# terminal details, a turn's red-teaming settings), by GraphQL name: how each value follows
+# from the object the parent's declaration gives (models/fields.NESTED).
+DETAIL_READERS: dict[str, dict[str, Callable]] = {
+    type_name: {NameConverter().apply_naming_config(f.name): f.getter for f in declared.exposed(type_name)}
+    for type_name in declared.NESTED
+}
+
+
+def compile_details(run, graphql_type, details) -> Callable[[list], list[dict]] | None:
+    """objects -> dicts, for a selection of declared fields of a declared type (nested ones
+    compiled the same way); None when it selects anything else (`RedTeamDetails.chats`,
+    a resolver: the level-by-level execution completes it)."""
+    readers = []
+    for key, field_details in run.child_fields(graphql_type, details).items():
+        node = field_details[0].node
+        name = node.name.value
+        if name == "__typename":
+            readers.append((key, _constant(graphql_type.name)))
+            continue
+        read = DETAIL_READERS.get(graphql_type.name, {}).get(name)
+        if read is None or node.arguments:
+            return None
+        shape = run.planner.shape(graphql_type.name, name)
+        reader = _serialized(read, value_serializer(shape)) if shape.leaf else _objects_reader(run, read, shape, field_details)
+        if reader is None:
+            return None
+        readers.append((key, reader))
+    return _builder(readers)
+
+
+def _objects_reader(run, read: Callable, shape, details) -> Callable[[list], list] | None:
+    """rows -> the completed objects of a field of a declared type (one, or a list of them,
+    as the field's type says): each object read by `read` and built by its compiled selection."""
+    build = compile_details(run, shape.named, details)
+    if build is None:
+        return None
+
+    def one(value):
+        if value is None:
+            if shape.non_null:
+                raise Fallback  # a null where the type forbids it: normal execution reports it
+            return None
+        if not shape.is_list:
+            return build([value])[0]
+        if not isinstance(value, list) or None in value:
+            raise Fallback  # every declared list holds objects, never null
+        return build(value)
+
+    return lambda rows: [one(read(row)) for row in rows]
 
 
 def compile_attributes(run, graphql_type, details) -> NodeSelection | None:
@@ -261,21 +315,20 @@ def _constant(value) -> Callable[[list], list]:
     return lambda rows: [value] * len(rows)
 
 
-def _field_reader(run, graphql_type, node: FieldNode) -> Callable[[list], list]:
+def _field_reader(run, graphql_type, node: FieldNode, details) -> Callable[[list], list] | None:
     name = node.name.value
     reader = READERS[graphql_type.name][name]
     if name == "content" and graphql_type.name == "Event":
         runner = run.planner._runners[graphql_type.name, name]
         encoding = run.argument_values(runner, graphql_type.fields[name], node).get("encoding", ContentEncoding.UTF8)
-        return _serialized(reader.value, declared.message_of if encoding is ContentEncoding.UTF8 else _b64)
+        render = declared.content_as(encoding)
+        return lambda rows: list(map(render, rows))
     if reader.as_is:
         return lambda rows: list(map(reader.value, rows))
     shape = run.planner.shape(graphql_type.name, name)
+    if not shape.leaf:  # a declared object (Session.terminal, Turn.redTeamSettings)
+        return _objects_reader(run, reader.value, shape, details)
     return _serialized(reader.value, value_serializer(shape))
-
-
-def _b64(content):
-    return None if content is None else base64.b64encode(content).decode()
 
 
 def compile_connection(run, connection_type, details, fetched=None) -> ConnectionSelection | None:

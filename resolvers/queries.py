@@ -193,6 +193,28 @@ async def turn_pages(ctx: RequestContext, sessions: list, first, after, last, be
     ]
 
 
+async def chat_turn_page(ctx: RequestContext, session, endpoint: str, first, after, last, before) -> Page:
+    return (await chat_turn_pages(ctx, [(session, endpoint)], first, after, last, before))[0]
+
+
+async def chat_turn_pages(ctx: RequestContext, chats: list[tuple], first, after, last, before, columns=None) -> list[Page]:
+    """The turns page of each chat, a (session row, endpoint) pair, in one statement whatever
+    their number; Session.turns' rules and cursors, each cursor scoped to its chat.
+    `totalCount`: one grouped count for all the chats whose count is asked for."""
+    args = PageArgs.parse(first, after, last, before, TURNS_PAGE)
+    parents = [(session.id, endpoint) for session, endpoint in chats]
+    scopes = [f"chat:{session_id}:{endpoint}" for session_id, endpoint in parents]
+    keys = [
+        PageKey(parent, args.limit, args.forward, *_cursor_keys(args, "turns", scope), None, columns)
+        for parent, scope in zip(parents, scopes, strict=True)
+    ]
+    pages = await ctx.loaders.chat_turn_page.load_many(keys)
+    return [
+        cut_page(rows, args, _position_cursor(scope), _loaded_count(ctx.loaders.chat_turn_count, parent))
+        for rows, parent, scope in zip(pages, parents, scopes, strict=True)
+    ]
+
+
 async def event_page(
     ctx: RequestContext, parent_kind: str, parent_id, first, after, last, before, types, include_partial
 ) -> Page:

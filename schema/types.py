@@ -2,7 +2,6 @@
 declarations (models/fields.py): each is a plain attribute, set from the row by `from_row`;
 the fields that do I/O (connections, relations) are resolvers written here."""
 
-import base64
 import uuid
 from datetime import datetime
 from enum import Enum
@@ -108,10 +107,7 @@ class Role(Enum):
     ADMIN = "ADMIN"
 
 
-@strawberry.enum
-class ContentEncoding(Enum):
-    UTF8 = "UTF8"
-    BASE64 = "BASE64"
+ContentEncoding = strawberry.enum(declared.ContentEncoding)
 
 
 @strawberry.interface(description="Relay Global Object Identification: every id is opaque and resolves through `node`.")
@@ -238,9 +234,7 @@ class Event(Node):
 
     @strawberry.field(description="The content as stored, rendered in the given encoding.")
     def content(self, encoding: ContentEncoding = ContentEncoding.UTF8) -> str | None:
-        if encoding is ContentEncoding.UTF8 or self.row.content is None:
-            return self.message
-        return base64.b64encode(self.row.content).decode()
+        return declared.content_as(encoding)(self.row)
 
     @strawberry.field
     async def turn(self, info: strawberry.Info) -> Turn | None:

@@ -11,14 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import bindparam, event, text, update
 from sqlalchemy.engine import make_url
 
 from sessiongraph.transport.app import create_app
 from sessiongraph.gate.auth import create_key
 from sessiongraph.config import Settings
 from sessiongraph.migrations import upgrade_async
-from sessiongraph.models import Base, create_engine
+from sessiongraph.models import Base, Session, Turn, create_engine
 from sessiongraph.models.recording import NewEvent, NewSession, NewTurn, ensure_user, store_session
 from sessiongraph.live.broker import broker_for
 from sessiongraph.planner.errors import PlannerBug
@@ -155,6 +155,49 @@ async def store(engine, owner: Viewer, minutes: float = 0, turns=(), events=(), 
     )
     async with engine.begin() as connection:
         return (await store_session(connection, new)).session_id
+
+
+async def store_red_team(
+    engine, owner: Viewer, minutes: float = 0, endpoints=("gpt", "claude", "llama"), rounds: int = 2,
+    settings: dict | None = None, runner_id: str | None = None, **kw,
+) -> uuid.UUID:
+    """Stores a RED_TEAM session of `owner`: `rounds` prompts, each sent to every endpoint in
+    turn (turn k of round r goes to endpoint k), with `settings`; returns its id. Written as
+    the writers would, the new columns set directly (createSession with redTeam comes later)."""
+    turns = [
+        turn_(f"r{r}-{endpoint}", minutes + r + k / 100, user_query=f"prompt {r}", result=f"{endpoint} answers {r}")
+        for r in range(rounds)
+        for k, endpoint in enumerate(endpoints)
+    ]
+    session_id = await store(engine, owner, minutes, turns=turns, **kw)
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(Session)
+            .where(Session.id == session_id)
+            .values(kind="RED_TEAM", runner_id=runner_id or f"runner-{session_id.hex[:8]}", endpoints=list(endpoints), red_team_settings=settings)
+        )
+        if turns:
+            await connection.execute(
+                update(Turn)
+                .where(Turn.session_id == bindparam("s"), Turn.position == bindparam("p"))
+                .values(endpoint=bindparam("e"), prepared_prompt=bindparam("pp"), red_team_settings=bindparam("rs"), cost_usd_micros=bindparam("c")),
+                [
+                    {"s": session_id, "p": i + 1, "e": endpoints[i % len(endpoints)], "pp": f"[{endpoints[i % len(endpoints)]}] {t.user_query}",
+                     "rs": settings, "c": 1250 * (i + 1)}
+                    for i, t in enumerate(turns)
+                ],
+            )
+    return session_id
+
+
+async def store_terminal(engine, owner: Viewer, minutes: float = 0, events=(), details: dict | None = None, **kw) -> uuid.UUID:
+    """Stores a TERMINAL session of `owner` with `details` (columns of the session's row, e.g.
+    verb, resource_name, review_status); returns its id."""
+    session_id = await store(engine, owner, minutes, events=events, **kw)
+    values = {"verb": "EXEC", "resource_name": "pgdemo", "resource_type": "database", **(details or {})}
+    async with engine.begin() as connection:
+        await connection.execute(update(Session).where(Session.id == session_id).values(kind="TERMINAL", **values))
+    return session_id
 
 
 class StatementCounter:

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from graphql import parse, validate
+from sqlalchemy import update
 
 from sessiongraph.ingest.demo import ALICE, BOB, DEMO_ORG, load_demo
+from sessiongraph.models import Session, Turn
 from sessiongraph.resolvers.context import Viewer
 from sessiongraph.schema import schema
 from tests.conftest import execute
@@ -177,7 +179,56 @@ async def run_delete_session(engine):
     assert again["deleteSession"] == deleted
 
 
+async def demo_kinds(engine) -> None:
+    """The demo's terminal session and red-team run as TERMINAL and RED_TEAM sessions (each
+    turn of the run sent to the endpoint its workflow id names), where the demo data set does
+    not record kinds itself yet."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(Session).where(Session.external_id == "gateway-tty-1", Session.kind == "AGENT")
+            .values(kind="TERMINAL", verb="EXEC", resource_name="prod-db", resource_type="database", resource_subtype="postgres")
+        )
+        red_team = update(Session).where(Session.external_id == "runner-nightly", Session.kind == "AGENT")
+        endpoints = ["openai-gpt4o", "claude-haiku", "llama3-8b"]
+        changed = await connection.execute(red_team.values(kind="RED_TEAM", runner_id="nightly", endpoints=endpoints).returning(Session.id))
+        for session_id in changed.scalars():
+            await connection.execute(update(Turn).where(Turn.session_id == session_id).values(endpoint=Turn.workflow_id))
+
+
+async def run_terminal_sessions(engine):
+    await demo_kinds(engine)
+    data = (await run(engine, "TerminalSessions.graphql"))["sessions"]
+    assert data["totalCount"] == DEMO_SESSIONS
+    [terminal] = [e["node"] for e in data["edges"] if e["node"]["kind"] == "TERMINAL"]
+    assert terminal["terminal"]["resource"] == {"name": "prod-db", "type": "database", "subtype": "postgres"}
+    assert terminal["terminal"]["verb"] == "EXEC" and terminal["terminal"]["guardrails"] == [] and terminal["status"] == "OPEN"
+    assert all(e["node"]["terminal"] is None for e in data["edges"] if e["node"]["kind"] != "TERMINAL")
+
+
+async def run_terminal_session(engine):
+    await demo_kinds(engine)
+    session = (await run(engine, "TerminalSession.graphql", {"id": await global_id(engine, "gateway-tty-1"), "first": 3}))["session"]
+    assert session["kind"] == "TERMINAL" and session["terminal"]["resource"]["name"] == "prod-db"
+    events = session["events"]
+    assert [e["type"] for e in events["nodes"]] == ["INPUT", "OUTPUT", "INPUT"] and events["totalCount"] == 5
+    assert events["nodes"][0]["content"] == "psql -c 'select count(*) from orders'\n" and events["pageInfo"]["hasNextPage"] is True
+
+
+async def run_red_team_session(engine):
+    await demo_kinds(engine)
+    session = (await run(engine, "RedTeamSession.graphql", {"id": "runner-nightly", "n": 1}))["session"]
+    assert session["kind"] == "RED_TEAM" and session["redTeam"]["runnerId"] == "nightly"
+    chats = session["redTeam"]["chats"]
+    assert [c["endpoint"] for c in chats] == ["openai-gpt4o", "claude-haiku", "llama3-8b"]
+    assert [[t["turn"] for t in c["turns"]["nodes"]] for c in chats] == [[1], [3], [5]]
+    assert all(c["turns"]["totalCount"] == 2 and c["turns"]["pageInfo"]["hasNextPage"] for c in chats)
+    assert chats[2]["turns"]["nodes"][0]["finalOutput"].startswith("SYSTEM PROMPT")
+
+
 RUNS = {
+    "TerminalSessions.graphql": run_terminal_sessions,
+    "TerminalSession.graphql": run_terminal_session,
+    "RedTeamSession.graphql": run_red_team_session,
     "SessionList.graphql": run_session_list,
     "SessionWithTurns.graphql": run_session_with_turns,
     "TurnEvents.graphql": run_turn_events,

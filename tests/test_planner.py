@@ -2,25 +2,26 @@
 graphql_queries/ and a few thousand generated selections, compared byte for byte."""
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from graphql import OperationType, parse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strawberry.schema.name_converter import NameConverter
 
-from sessiongraph.models import Session
+from sessiongraph.models import Session, Turn
 from sessiongraph.models import fields as declared
 from sessiongraph.planner import compiled
 from sessiongraph.planner.extension import PlannedExecution, execute_planned
 from sessiongraph.resolvers.context import RequestContext
-from sessiongraph.resolvers.ids import to_global_id
+from sessiongraph.resolvers.ids import from_global_id, to_global_id
 from sessiongraph.resolvers.pagination import encode_cursor
 from sessiongraph.schema import schema
-from tests.conftest import api_key, count_statements, event_, store, turn_
+from tests.conftest import api_key, count_statements, event_, store, store_red_team, store_terminal, turn_
 from tests.test_graphql_queries import DOCUMENTS
 
 without_planner = schema.configured(schema.limits, schema.introspection, planner=False)
@@ -113,9 +114,34 @@ async def world(engine, org, other_org):
                 external_id=f"{name}-{n}",
                 metadata={"n": n},
             )
+        ids[f"{name}_terminal"] = await store_terminal(
+            engine, owner, 200, title=f"{name} terminal", external_id=f"{name}-terminal",
+            events=[event_("INPUT", 200.1, "select 1;\n"), event_("OUTPUT", 200.2, b"\xff 1 row\n"), event_("ERROR", 200.3, "denied")],
+            details=TERMINAL_DETAILS,
+        )
+        ids[f"{name}_red_team"] = await store_red_team(
+            engine, owner, 300, endpoints=("gpt", "claude", "llama"), rounds=4, settings=RED_TEAM_SETTINGS,
+            title=f"{name} red team", external_id=f"{name}-red-team",
+        )
     async with engine.begin() as connection:
         await connection.execute(update(Session).where(Session.id == ids["bob2"]).values(deleted_at=Session.created_at))
     return ids
+
+
+TERMINAL_DETAILS = {
+    "verb": "EXEC", "exit_code": 1, "terminal_input": "psql -c 'select 1'", "input_size": 18, "stream_size": 30,
+    "terminal_columns": 120, "terminal_rows": 40, "user_email": "ops@example.com", "user_subject": "sub-1",
+    "resource_name": "pgdemo", "resource_type": "database", "resource_subtype": "postgres", "resource_tags": {"team": "banking"},
+    "review_status": "APPROVED", "review_created_at": datetime(2025, 10, 28, 5, 59, tzinfo=UTC),
+    "review_decisions": [
+        {"group": "dba", "status": "APPROVED", "reviewer_email": "r@example.com", "decided_at": "2025-10-28T06:00:30+00:00"},
+        {"group": "sec", "status": "PENDING"},
+    ],
+    "guardrails": [{"rule": "no-drop", "direction": "INPUT", "matched_words": ["drop", "table"]}], "guardrail_count": 1,
+    "data_masking": {"error_count": 0, "info_types": {"EMAIL_ADDRESS": 2}, "total_redact_count": 2, "transformed_bytes": 40},
+    "ai_analysis": {"risk": "low", "notes": ["read only"]},
+}
+RED_TEAM_SETTINGS = {"attack_module": "jailbreak", "context_strategy": "last-n", "metric": "refusal", "system_prompt": "Be safe."}
 
 
 async def test_every_query_document_answers_the_same(engine, org, world):
@@ -127,7 +153,7 @@ async def test_every_query_document_answers_the_same(engine, org, world):
             continue
         query = document(path.name)
         # The same document with other variables: what a plan keeps must not depend on them.
-        for session in ("alice0", "bob1", "stranger0"):
+        for session in ("alice0", "bob1", "stranger0", "alice_terminal", "alice_red_team"):
             gid = to_global_id("Session", world[session])
             for variables in (
                 {"id": gid, "sessionId": gid},
@@ -202,16 +228,31 @@ async def test_compiled_selections_read_only_the_columns_they_select(engine, org
 
 # -- generated selections -------------------------------------------------------------------
 
-# Every declared field of the node types (models/fields.py): a field added there is generated
-# here without a change.
-LEAVES = {
-    type_name: ["id", *(NameConverter().apply_naming_config(f.name) for f in declared.exposed(type_name)), "__typename"]
-    for type_name in declared.FIELDS
-}
+# Every declared field of the node types and of the detail types (models/fields.py): a field
+# added there is generated here without a change. A field of a declared type is an object
+# (DETAILS), selected with fields of its own; the others are leaves.
+_graphql_name = NameConverter().apply_naming_config
+
+
+def _declared(type_name: str, objects: bool) -> list:
+    return [
+        (_graphql_name(f.name), f.annotation.name) if objects else _graphql_name(f.name)
+        for f in declared.exposed(type_name)
+        if isinstance(f.annotation, declared.Nested) == objects
+    ]
+
+
+LEAVES = {type_name: ["id", *_declared(type_name, False), "__typename"] for type_name in declared.FIELDS}
+LEAVES.update({type_name: [*_declared(type_name, False), "__typename"] for type_name in declared.NESTED})
 LEAVES["Event"] += ["content", "cb: content(encoding: BASE64)", "cu: content(encoding: UTF8)"]
 LEAVES["Viewer"] = ["userId", "orgId", "role", "identityType", "__typename"]
+LEAVES["Chat"] = ["endpoint", "__typename"]
 RELATIONS = {"Turn": [("session", "Session")], "Event": [("turn", "Turn"), ("session", "Session")]}
-CONNECTIONS = {"Session": [("turns", "Turn"), ("events", "Event")], "Turn": [("events", "Event")]}
+# Objects read from their parent (a session's terminal details, a turn's settings, a red-teaming
+# session's chats): finitely nested, so they take no depth.
+DETAILS = {type_name: _declared(type_name, True) for type_name in (*declared.FIELDS, *declared.NESTED)}
+DETAILS["RedTeamDetails"].append(("chats", "Chat"))
+CONNECTIONS = {"Session": [("turns", "Turn"), ("events", "Event")], "Turn": [("events", "Event")], "Chat": [("turns", "Turn")]}
 
 names = st.sampled_from(["a", "b", "c", "x1"])
 
@@ -251,6 +292,9 @@ def selection(draw, type_name: str, depth: int, cursors):
         alias = f"{draw(names)}{len(fields)}: " if ":" not in leaf and draw(st.integers(0, 3)) == 0 else ""
         directive = " @include(if: $flag)" if draw(st.integers(0, 6)) == 0 else (" @skip(if: $flag)" if draw(st.integers(0, 6)) == 0 else "")
         fields.append(f"{alias}{leaf}{directive}")
+    for name, child in DETAILS.get(type_name, []):
+        if draw(st.integers(0, 2)) == 0:
+            fields.append(f"{name} {{ {draw(selection(child, depth, cursors))} }}")
     if depth > 0:
         for name, child in RELATIONS.get(type_name, []):
             if draw(st.integers(0, 2)) == 0:
@@ -299,7 +343,8 @@ def document(draw, ids, cursors):
         else:
             inner = " ".join(f"... on {t} {{ {draw(selection(t, 1, cursors))} }}" for t in draw(st.lists(st.sampled_from(["Session", "Turn", "Event"]), min_size=1, max_size=3, unique=True)))
             inner = "id __typename " + inner
-            node_ids = rarely(st.sampled_from(ids[:9]), st.sampled_from(ids), 10)  # the rest: no node id
+            global_ids = [i for i in ids if from_global_id(i) is not None]
+            node_ids = rarely(st.sampled_from(global_ids), st.sampled_from(ids), 10)  # the rest: no node id
             if kind == "node":
                 roots.append(f'r{i}: node(id: "{draw(node_ids)}") {{ {inner} }}')
             else:
@@ -313,11 +358,14 @@ def document(draw, ids, cursors):
 
 
 async def test_generated_selections_answer_the_same(engine, org, world):
-    sessions = [world[k] for k in ("alice0", "alice1", "bob0", "bob2", "stranger0")]
-    # Global ids first (nine of them), then what only `session(id:)` takes.
-    ids = [to_global_id("Session", s) for s in sessions] + [to_global_id("Turn", 1), to_global_id("Turn", 4), to_global_id("Event", 2), to_global_id("Event", 9999)]
+    sessions = [world[k] for k in ("alice0", "alice1", "bob0", "bob2", "stranger0", "alice_terminal", "alice_red_team", "bob_red_team")]
+    # Global ids first, then what only `session(id:)` takes.
+    async with engine.connect() as connection:
+        red_team_turn = (await connection.execute(select(func.max(Turn.id)).where(Turn.session_id == world["alice_red_team"]))).scalar()
+    ids = [to_global_id("Session", s) for s in sessions] + [to_global_id("Turn", 1), to_global_id("Turn", 4), to_global_id("Turn", red_team_turn), to_global_id("Event", 2), to_global_id("Event", 9999)]
     ids += [str(sessions[0]), "alice-1", "bob-0", "nonsense", str(uuid.uuid4())]
-    cursors = ["garbage", encode_cursor("turns", str(sessions[0]), 1), encode_cursor("events", f"session:{sessions[0]}", 2), encode_cursor("events", "turn:1", 1)]
+    cursors = ["garbage", encode_cursor("turns", str(sessions[0]), 1), encode_cursor("events", f"session:{sessions[0]}", 2), encode_cursor("events", "turn:1", 1),
+               encode_cursor("turns", f"chat:{world['alice_red_team']}:gpt", 1)]
     cases = []
 
     # Hypothesis draws the cases (a fixed, derandomized set); they run afterwards, in this
@@ -345,3 +393,25 @@ async def test_generated_selections_answer_the_same(engine, org, world):
     # compiled selections completed many of them.
     assert planned_itself > len(cases) // 3, (planned_itself, len(cases))
     assert compiled.COUNTS["completions"] - compiled_before > len(cases) // 3
+
+
+async def test_the_planner_answers_the_terminal_and_red_teaming_screens_itself(engine, org, world):
+    """The documents of a gateway's and a red-teaming UI's screens, on TERMINAL and RED_TEAM
+    sessions: answered by the planner (no fallback), byte for byte as graphql-core, never
+    with more statements."""
+    from tests.test_graphql_queries import document
+
+    cases = [
+        ("TerminalSessions.graphql", {"first": 5}, lambda d: [e["node"]["terminal"] for e in d["sessions"]["edges"] if e["node"]["kind"] == "TERMINAL"]),
+        ("TerminalSession.graphql", {"id": str(world["alice_terminal"]), "first": 2}, lambda d: [d["session"]["terminal"], d["session"]["events"]["nodes"]]),
+        ("RedTeamSession.graphql", {"id": str(world["alice_red_team"]), "n": 3}, lambda d: d["session"]["redTeam"]["chats"]),
+    ]
+    for name, variables, shown in cases:
+        expected, planned, answered = await both_ways(engine, org.alice, document(name), variables)
+        assert answered and planned == expected, name
+        data = orjson.loads(planned)["data"]
+        assert all(shown(data)), name
+    chats = orjson.loads(planned)["data"]["session"]["redTeam"]["chats"]
+    assert [c["endpoint"] for c in chats] == ["gpt", "claude", "llama"]
+    assert [[t["turn"] for t in c["turns"]["nodes"]] for c in chats] == [[1, 4, 7], [2, 5, 8], [3, 6, 9]]
+    assert {c["turns"]["totalCount"] for c in chats} == {4} and all(c["turns"]["pageInfo"]["hasNextPage"] for c in chats)

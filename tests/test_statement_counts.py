@@ -4,7 +4,7 @@ number of statements more, and only when selected; node/nodes batch their lookup
 
 import pytest
 
-from tests.conftest import count_statements, event_, ok, store, turn_
+from tests.conftest import count_statements, event_, ok, store, store_red_team, turn_
 
 pytestmark = pytest.mark.usefixtures("both_executions")
 
@@ -137,3 +137,26 @@ async def test_a_page_deep_in_the_list_costs_what_the_first_page_costs(engine, o
         statements, data = await cost(engine, org.alice, query, {"after": after})
         assert statements == first_statements == 1
         after = data["sessions"]["pageInfo"]["endCursor"]
+
+
+RED_TEAM = """query($sessions: Int, $turns: Int) { sessions(first: $sessions) { nodes { id kind
+  redTeam { runnerId settings { metric } chats { endpoint turns(first: $turns) { %s pageInfo { hasNextPage endCursor }
+    nodes { turn finalOutput costUsd redTeamSettings { metric } } } } } } } }"""
+
+
+@pytest.mark.parametrize(("sessions", "endpoints", "rounds"), [(1, 1, 1), (20, 3, 10)], ids=str)
+@pytest.mark.parametrize(("count", "statements"), [("", 2), ("totalCount", 3)], ids=["", "totalCount"])
+async def test_a_page_of_red_teaming_chats_costs_the_same_whatever_its_size(engine, org, sessions, endpoints, rounds, count, statements):
+    """The session list, the turns of every chat of every session (one statement for all
+    chats), and with totalCount one grouped count for all chats."""
+    names = ("gpt", "claude", "llama")[:endpoints]
+    for s in range(sessions):
+        await store_red_team(engine, org.alice, s, endpoints=names, rounds=rounds, settings={"metric": f"m{s}"})
+    spent, data = await cost(engine, org.alice, RED_TEAM % count, {"sessions": sessions, "turns": rounds})
+    chats = [chat for session in data["sessions"]["nodes"] for chat in session["redTeam"]["chats"]]
+    assert len(chats) == sessions * endpoints
+    assert all(len(chat["turns"]["nodes"]) == rounds and chat["turns"]["pageInfo"]["hasNextPage"] is False for chat in chats)
+    assert all(t["redTeamSettings"] is not None for chat in chats for t in chat["turns"]["nodes"])
+    if count:
+        assert {chat["turns"]["totalCount"] for chat in chats} == {rounds}
+    assert spent == statements
