@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 TURN_STATUSES = {"RUNNING", "COMPLETED", "FAILED", "CANCELLED"}
+SESSION_KINDS = ("AGENT", "TERMINAL", "RED_TEAM")
+SESSION_STATUSES = ("READY", "OPEN", "DONE")
+IDENTITY_TYPES = ("USER", "MACHINE")
 # What the columns hold on PostgreSQL (SQLite would take more): checked here so that a line
 # is accepted or rejected alike on both databases.
 INT_MAX = 2**31 - 1
@@ -197,7 +200,19 @@ is_event_type, is_name = rules.is_event_type, rules.is_name
 MAX_CONTENT_BYTES, MAX_PAYLOAD_BYTES = rules.MAX_CONTENT_BYTES, rules.MAX_PAYLOAD_BYTES
 
 
-def parse_turn(obj, where: str, clean: bool = False) -> NewTurn:
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """What a line's turns are checked against: its session's kind, endpoints and settings."""
+
+    kind: str = "AGENT"
+    endpoints: tuple = ()
+    settings: dict | None = None
+
+
+AGENT = _Kind()
+
+
+def parse_turn(obj, where: str, clean: bool = False, session: _Kind = AGENT) -> NewTurn:
     if not isinstance(obj, dict):
         raise LineError(f"{where}: a turn must be an object")
     status = _get(obj, "status", str, where) or "COMPLETED"
@@ -210,6 +225,16 @@ def parse_turn(obj, where: str, clean: bool = False) -> NewTurn:
     _rule(where, "task_id", rules.check_name, task_id, "task id")
     _rule(where, "workflow_id", rules.check_name, workflow_id, "workflow id")
     _rule(where, "completed_at", rules.check_completion, created_at, completed_at)
+    endpoint = _get(obj, "endpoint", str, where)
+    prepared_prompt = _get(obj, "prepared_prompt", str, where)
+    settings = _json(obj, "red_team_settings", where)
+    _rule(where, "endpoint", rules.check_turn_endpoint, session.kind, list(session.endpoints), endpoint)
+    _rule(where, "prepared_prompt", rules.text_size, prepared_prompt, "prepared prompt")
+    _rule(where, "red_team_settings", rules.check_turn_settings, session.kind, settings)
+    if settings is not None and not isinstance(settings, dict):
+        raise LineError(f"{where}: `red_team_settings` must be an object")
+    if session.kind == "RED_TEAM":  # the session's, with what the turn gives over them
+        settings = _rule(where, "red_team_settings", rules.check_settings, settings, session.settings)
     return NewTurn(
         task_id=task_id,
         created_at=created_at,
@@ -220,6 +245,10 @@ def parse_turn(obj, where: str, clean: bool = False) -> NewTurn:
         completed_at=completed_at,
         tokens_used=_count(obj, "tokens_used", where) or 0,
         duration_ms=_count(obj, "duration_ms", where),
+        cost_usd_micros=_rule(where, "cost_usd", rules.cost_micros, obj.get("cost_usd")),
+        endpoint=endpoint,
+        prepared_prompt=prepared_prompt,
+        red_team_settings=settings,
         events=_events(obj, where, clean),
     )
 
@@ -243,19 +272,62 @@ def parse_session(line: bytes) -> NewSession:
     title = None if title is None else _rule(where, "title", rules.sanitize_title, title)
     external_id = None if external_id is None else _rule(where, "external_id", rules.check_external_id, external_id)
     metadata = _rule(where, "metadata", rules.check_metadata, metadata)
+    created_at = _time(obj, "created_at", where, required=True)
+    kinds = _kind_columns(obj, where, created_at)
+    if kinds["kind"] == "RED_TEAM" and external_id is None:  # `session(id: runnerId)` finds it
+        external_id = kinds["runner_id"]
+    session = _Kind(kinds["kind"], tuple(kinds.get("endpoints") or ()), kinds.get("red_team_settings"))
     turns = _get(obj, "turns", list, where) or []
     return NewSession(
         org_id=_uuid(obj, "org_id", where, required=True),
         user_id=_uuid(obj, "user_id", where, required=True),
-        created_at=_time(obj, "created_at", where, required=True),
+        created_at=created_at,
         session_id=_uuid(obj, "session_id", where),
         external_id=external_id,
         title=title,
         token_budget=_count(obj, "token_budget", where),
         metadata=metadata,
-        turns=[parse_turn(t, f"turns[{i}]", clean) for i, t in enumerate(turns)],
+        turns=[parse_turn(t, f"turns[{i}]", clean, session) for i, t in enumerate(turns)],
         events=_events(obj, where, clean),
+        **kinds,
     )
+
+
+def _one_of(obj: dict, key: str, allowed, where: str, default: str | None = None) -> str | None:
+    value = _get(obj, key, str, where)
+    if value is None:
+        return default
+    if value not in allowed:
+        raise LineError(f"{where}: `{key}` must be one of {', '.join(allowed)}")
+    return value
+
+
+def _kind_columns(obj: dict, where: str, created_at: datetime) -> dict:
+    """The session's columns of kinds.graphql: kind, status, end, grouping ids, identity
+    type, and the TERMINAL or RED_TEAM details, through the mutations' rules."""
+    ended_at = _time(obj, "ended_at", where)
+    kind = _one_of(obj, "kind", SESSION_KINDS, where, "AGENT")
+    status = _one_of(obj, "status", SESSION_STATUSES, where, "DONE" if ended_at else "OPEN")
+    terminal = _json(obj, "terminal", where)
+    red_team = _json(obj, "red_team", where)
+    _rule(where, "kind", rules.check_kind, kind, terminal is not None, red_team is not None)
+    _rule(where, "ended_at", rules.check_ended_status, status, ended_at)
+    _rule(where, "ended_at", rules.check_end, created_at, ended_at)
+    batch_id = _get(obj, "batch_id", str, where)
+    correlation_id = _get(obj, "correlation_id", str, where)
+    columns = {
+        "kind": kind,
+        "status": status,
+        "ended_at": ended_at,
+        "batch_id": _rule(where, "batch_id", rules.check_name, batch_id, "batch id"),
+        "correlation_id": _rule(where, "correlation_id", rules.check_name, correlation_id, "correlation id"),
+        "identity_type": _one_of(obj, "identity_type", IDENTITY_TYPES, where, "USER"),
+    }
+    if terminal is not None:
+        columns |= _rule(where, "terminal", rules.terminal_columns, terminal, created_at)
+    if red_team is not None:
+        columns |= _rule(where, "red_team", rules.red_team_columns, red_team)
+    return columns
 
 
 # Lines are stored a batch at a time, so that the statements of a batch serve all of its
@@ -383,7 +455,7 @@ class _Importer:
         # SQLAlchemy only now: a line that is not the simple case (few are, in most imports).
         from sqlalchemy.exc import DBAPIError, IntegrityError
 
-        from sessiongraph.models.recording import OrganisationConflict, OwnerConflict, store_session
+        from sessiongraph.models.recording import OrganisationConflict, OwnerConflict, SessionEnded, store_session
 
         connection = await self._connection()
         try:
@@ -393,6 +465,8 @@ class _Importer:
             self.reject(number, f"user {new.user_id} belongs to another organisation than {new.org_id}")
         except OwnerConflict:
             self.reject(number, f"session {new.session_id} belongs to another owner")
+        except SessionEnded:
+            self.reject(number, f"session: `turns`: {rules.ENDED}")
         except IntegrityError as e:
             self.reject(number, f"conflicts with stored data ({e.orig.__class__.__name__})")
         except DBAPIError as e:

@@ -11,8 +11,9 @@ Every subscriber has a bounded queue. Fanning out never waits: a subscriber whos
 full is ended (`Subscriber.failure`), so a slow one never holds up writers or the others;
 it resumes with `afterSeq`.
 
-For other writers (renameSession, deleteSession): do the write inside `publishing(engine)`
-and `announce(session_changed("RENAMED" | "DELETED", row))`; a DELETED notice also ends the
+For other writers (renameSession, deleteSession, updateSession, endSession): do the write
+inside `publishing(engine)` and `announce(session_changed("RENAMED" | "DELETED" | "UPDATED" |
+"ENDED", row))`; a DELETED notice also ends the
 session's `sessionEvents` streams.
 """
 
@@ -40,7 +41,7 @@ log = logging.getLogger("sessiongraph.broker")
 
 CHANNEL = "sessiongraph"
 EVENTS = "EVENTS"
-UPDATE_KINDS = ("CREATED", "RENAMED", "DELETED", "TURN_STARTED", "TURN_COMPLETED")
+UPDATE_KINDS = ("CREATED", "RENAMED", "DELETED", "TURN_STARTED", "TURN_COMPLETED", "UPDATED", "ENDED")
 
 
 class TooManySubscriptions(CodedError):

@@ -35,6 +35,10 @@ class NewTurn:
     completed_at: datetime | None = None
     tokens_used: int = 0
     duration_ms: int | None = None
+    cost_usd_micros: int | None = None
+    endpoint: str | None = None
+    prepared_prompt: str | None = None
+    red_team_settings: dict | None = None
     events: list[NewEvent] = field(default_factory=list)
 
 
@@ -48,6 +52,39 @@ class NewSession:
     title: str | None = None
     token_budget: int | None = None
     metadata: dict = field(default_factory=dict)
+    kind: str = "AGENT"
+    status: str = "OPEN"  # READY becomes OPEN when the session comes with turns or events
+    ended_at: datetime | None = None  # a DONE session without one ended at its last activity
+    batch_id: str | None = None
+    correlation_id: str | None = None
+    identity_type: str = "USER"
+    # TERMINAL sessions (the columns of models/fields.TERMINAL_FIELDS, RESOURCE_FIELDS,
+    # REVIEW_FIELDS; JSON details as stored: snake_case objects)
+    verb: str | None = None
+    exit_code: int | None = None
+    terminal_input: str | None = None
+    input_size: int = 0
+    terminal_columns: int | None = None
+    terminal_rows: int | None = None
+    user_email: str | None = None
+    user_display_name: str | None = None
+    user_subject: str | None = None
+    machine_identity_id: str | None = None
+    data_masking: dict | None = None
+    guardrails: list = field(default_factory=list)
+    ai_analysis: object = None
+    resource_name: str | None = None
+    resource_type: str | None = None
+    resource_subtype: str | None = None
+    resource_resource_name: str | None = None
+    resource_tags: dict | None = None
+    review_status: str | None = None
+    review_created_at: datetime | None = None
+    review_decisions: list | None = None
+    # RED_TEAM sessions
+    runner_id: str | None = None
+    endpoints: list | None = None
+    red_team_settings: dict | None = None
     turns: list[NewTurn] = field(default_factory=list)
     events: list[NewEvent] = field(default_factory=list)
 
@@ -127,6 +164,11 @@ def new_session_rows(news: list[NewSession]) -> SessionRows:
             "turn_count": len(turns),
             "tokens_used": sum(t.tokens_used for t in turns),
             "event_count": count,
+            "cost_usd_micros": turns_cost(turns),
+            "stream_size": stream_bytes(new.events) + sum(stream_bytes(t.events) for t in turns),
+            "guardrail_count": len(new.guardrails),
+            "status": "OPEN" if new.status == "READY" and count + len(turns) else new.status,
+            "ended_at": new.ended_at or (last_activity_at if new.status == "DONE" else None),
         }))
         rows.turns += [turn_row(session_id, position, t) for position, t in enumerate(turns, start=1)]
         rows.events += new.events
@@ -176,6 +218,20 @@ def stored_row(type_name: str, given, figures: dict) -> dict:
 
 _STORED = {name: tuple(f for f in stored(name) if not f.stored.primary_key) for name in FIELDS}
 _STORED["Session"] = stored("Session")  # its id is chosen, not generated
+
+
+# The event types whose content counts in a session's stream size (a terminal's streams).
+STREAM_TYPES = frozenset({"INPUT", "OUTPUT", "ERROR"})
+
+
+def stream_bytes(events: list[NewEvent]) -> int:
+    """The bytes of `events`' INPUT, OUTPUT and ERROR contents."""
+    return sum(len(e.content) for e in events if e.content is not None and e.type in STREAM_TYPES)
+
+
+def turns_cost(turns: list[NewTurn]) -> int:
+    """The turns' costs in millionths of a dollar, those not reported counting 0."""
+    return sum(t.cost_usd_micros or 0 for t in turns)
 
 
 def fallback_output(events: list[NewEvent]) -> str | None:

@@ -15,7 +15,7 @@ from functools import lru_cache
 from itertools import chain
 from operator import attrgetter, itemgetter
 
-from sqlalchemy import JSON, LargeBinary, and_, bindparam, or_, select, update
+from sqlalchemy import JSON, LargeBinary, and_, bindparam, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -28,7 +28,9 @@ from sessiongraph.models.new_sessions import (
     fallback_output,
     new_session_rows,
     new_users,
+    stream_bytes,
     turn_row,
+    turns_cost,
     unique_tasks,
 )
 from sessiongraph.models.database import json_dumps
@@ -41,6 +43,14 @@ class OrganisationConflict(Exception):
 
 class OwnerConflict(Exception):
     """The session id is taken by a session of another owner."""
+
+
+class SessionEnded(Exception):
+    """Turns or events for a DONE session."""
+
+
+# A write of turns or events makes a READY session OPEN.
+_OPENED = case((Session.status == "READY", "OPEN"), else_=Session.status)
 
 
 def _insert_ignoring_conflicts(connection: AsyncConnection, table):
@@ -69,6 +79,8 @@ async def store_session(connection: AsyncConnection, new: NewSession) -> Stored:
     if existing is not None:
         known = set((await connection.scalars(select(Turn.task_id).where(Turn.session_id == existing.id))).all())
         turns = [t for t in unique_tasks(new.turns) if t.task_id not in known]
+        if turns and existing.status == "DONE":
+            raise SessionEnded(f"session {existing.id} has ended (DONE): no more turns")
         added = await add_turns(connection, existing.id, turns)
         return Stored(existing.id, False, len(turns), added)
 
@@ -88,7 +100,7 @@ async def _stored_session(connection: AsyncConnection, new: NewSession):
     if not conditions:
         return None
     rows = (await connection.execute(
-        select(Session.id, Session.user_id, Session.org_id).where(or_(*conditions))
+        select(Session.id, Session.user_id, Session.org_id, Session.status).where(or_(*conditions))
     )).all()
     by_id = next((r for r in rows if r.id == new.session_id), None)
     if by_id is not None:
@@ -268,7 +280,12 @@ async def add_turns(connection: AsyncConnection, session_id: uuid.UUID, turns: l
     count = await connection.scalar(
         update(Session)
         .where(Session.id == session_id)
-        .values(turn_count=Session.turn_count + len(turns), tokens_used=Session.tokens_used + sum(t.tokens_used for t in turns))
+        .values(
+            turn_count=Session.turn_count + len(turns),
+            tokens_used=Session.tokens_used + sum(t.tokens_used for t in turns),
+            cost_usd_micros=Session.cost_usd_micros + turns_cost(turns),
+            status=_OPENED,
+        )
         .returning(Session.turn_count)
     )
     first_position = count - len(turns) + 1
@@ -315,15 +332,20 @@ async def insert_events(
     figures: bool = True,
 ) -> list[int]:
     """Appends events with the session's next seqs, gapless: the seqs are taken by one
-    UPDATE of the session row, which holds its lock until the transaction ends. Returns
-    the new events' ids, in order. `figures`: bring the turn's fallback output and agents
-    up to date with the events (False where its row was written with them)."""
+    UPDATE of the session row, which holds its lock until the transaction ends; the same
+    UPDATE adds the events' stream bytes to the session's and makes a READY session OPEN.
+    Returns the new events' ids, in order. `figures`: bring the turn's fallback output and
+    agents up to date with the events (False where its row was written with them)."""
     if not events:
         return []
     last_seq = await connection.scalar(
         update(Session)
         .where(Session.id == session_id)
-        .values(event_count=Session.event_count + len(events))
+        .values(
+            event_count=Session.event_count + len(events),
+            stream_size=Session.stream_size + stream_bytes(events),
+            status=_OPENED,
+        )
         .returning(Session.event_count)
     )
     seqs = range(last_seq - len(events) + 1, last_seq + 1)
@@ -459,20 +481,25 @@ async def end_turn(
     completed_at: datetime,
     result: str | None = None,
     tokens_used: int | None = None,
+    cost_usd_micros: int | None = None,
 ) -> None:
     """Ends a running turn (a row of `turns`) with its status and completion time, and the
-    result and token count when given (None: kept). The session's tokens follow the turn's;
-    the completion counts as the session's activity. Call with the session locked."""
+    result, token count and cost when given (None: kept). The session's tokens and cost
+    follow the turn's; the completion counts as the session's activity. Call with the
+    session locked."""
     values: dict = {"status": status, "completed_at": completed_at}
     if result is not None:
         values["result"] = result
     if tokens_used is not None:
         values["tokens_used"] = tokens_used
+    if cost_usd_micros is not None:
+        values["cost_usd_micros"] = cost_usd_micros
     await connection.execute(update(Turn).where(Turn.id == turn.id).values(values))
+    session_values: dict = {}
     if tokens_used is not None and tokens_used != turn.tokens_used:
-        await connection.execute(
-            update(Session)
-            .where(Session.id == turn.session_id)
-            .values(tokens_used=Session.tokens_used + (tokens_used - turn.tokens_used))
-        )
+        session_values["tokens_used"] = Session.tokens_used + (tokens_used - turn.tokens_used)
+    if cost_usd_micros is not None and cost_usd_micros != (turn.cost_usd_micros or 0):
+        session_values["cost_usd_micros"] = Session.cost_usd_micros + (cost_usd_micros - (turn.cost_usd_micros or 0))
+    if session_values:
+        await connection.execute(update(Session).where(Session.id == turn.session_id).values(session_values))
     await _touch(connection, turn.session_id, completed_at, updated=True)

@@ -37,16 +37,26 @@ from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput, Forbidden, NotFound
 from sessiongraph.loaders import EVENT_COLUMNS, EVENTS_WITH_SESSION, SESSION_COLUMNS, TURN_COLUMNS
 from sessiongraph.resolvers.rules import (
+    ENDED,
     at,
     check_completion,
     check_count,
     check_event_type,
     check_external_id,
+    check_kind,
     check_metadata,
     check_name,
+    check_new_status,
+    check_not_ended,
     check_payload,
+    check_runner_id,
+    check_turn_endpoint,
+    cost_micros,
     event_content,
+    red_team_columns,
     sanitize_title,
+    terminal_columns,
+    text_size,
 )
 from sessiongraph.resolvers.visibility import lock_writable_session, may_write, no_session, turn_key, writes_for_others
 
@@ -81,6 +91,37 @@ async def _row(connection: AsyncConnection, columns, key, value, select_from=Non
 # -- createSession
 
 
+@dataclass(slots=True)
+class KindInput:
+    """What createSession says of the session's kind (kinds.graphql), the details as plain
+    snake_case dictionaries (an import line's form)."""
+
+    kind: str = "AGENT"
+    status: str = "OPEN"
+    batch_id: str | None = None
+    correlation_id: str | None = None
+    terminal: dict | None = None
+    red_team: dict | None = None
+
+
+def kind_columns(given: KindInput, now: datetime) -> dict:
+    """The new session's columns of kinds.graphql, every rule checked."""
+    check_kind(given.kind, given.terminal is not None, given.red_team is not None)
+    columns = {
+        "kind": given.kind,
+        "status": check_new_status(given.status),
+        "batch_id": check_name(given.batch_id, "batch id"),
+        "correlation_id": check_name(given.correlation_id, "correlation id"),
+    }
+    if given.terminal is not None:
+        with at("terminal"):
+            columns |= terminal_columns(given.terminal, now)
+    if given.red_team is not None:
+        with at("redTeam"):
+            columns |= red_team_columns(given.red_team)
+    return columns
+
+
 async def create_session(
     ctx: RequestContext,
     external_id: str | None,
@@ -88,8 +129,11 @@ async def create_session(
     user_id: uuid.UUID | None,
     token_budget: int | None,
     metadata,
+    kind: KindInput | None = None,
 ):
-    """The new session's row."""
+    """The new session's row. A RED_TEAM session without an external id takes its runner
+    id as one (so that `session(id: runnerId)` finds it); when the owner has a live session
+    with that id already, BAD_USER_INPUT names it, as for an external id given."""
     viewer = ctx.viewer
     owner = user_id or viewer.user_id
     if owner != viewer.user_id and not writes_for_others(viewer):
@@ -101,7 +145,14 @@ async def create_session(
     check_count(token_budget, "token budget")
     metadata = check_metadata(metadata)
     now = _now()
+    columns = kind_columns(kind or KindInput(), now)
     taken = BadUserInput(f"The external id {external_id!r} is in use on another live session of its owner.")
+    if external_id is None and columns.get("runner_id") is not None:
+        external_id = check_runner_id(columns["runner_id"])
+        taken = BadUserInput(
+            f"The runner id {external_id!r}, the session's external id, is in use on another live session of "
+            "its owner: give the session an external id of its own."
+        )
     try:
         async with publishing(ctx.engine) as publication:
             connection = publication.connection
@@ -116,6 +167,8 @@ async def create_session(
                 title=title,
                 token_budget=token_budget,
                 metadata=metadata,
+                identity_type=viewer.identity_type,
+                **columns,
             )
             if not (await store_session(connection, new)).created:  # found the owner's session by external id
                 raise taken
@@ -130,16 +183,37 @@ async def create_session(
 
 
 async def start_turn(
-    ctx: RequestContext, session_id: str, task_id: str, workflow_id: str | None, user_query: str | None
+    ctx: RequestContext,
+    session_id: str,
+    task_id: str,
+    workflow_id: str | None,
+    user_query: str | None,
+    endpoint: str | None = None,
+    prepared_prompt: str | None = None,
 ):
-    """The turn's row: the new one, or the session's turn with that task id, unchanged."""
+    """The turn's row: the new one, or the session's turn with that task id, unchanged (a
+    retry: answered as before, even once the session has ended). A new turn of a RED_TEAM
+    session keeps the session's settings as they are now."""
     check_name(task_id, "task id")
     check_name(workflow_id, "workflow id")
+    text_size(prepared_prompt, "prepared prompt")
     async with publishing(ctx.engine) as publication:
         connection = publication.connection
         session = await _writable_session(connection, ctx.viewer, session_id)
+        existing = await connection.scalar(select(Turn.id).where(Turn.session_id == session.id, Turn.task_id == task_id))
+        if existing is not None:
+            return await _row(connection, TURN_COLUMNS, Turn.id, existing)
+        check_not_ended(session.status)
+        check_turn_endpoint(session.kind, session.endpoints, endpoint)
         turn = NewTurn(
-            task_id=task_id, created_at=_now(), workflow_id=workflow_id, user_query=user_query, status="RUNNING"
+            task_id=task_id,
+            created_at=_now(),
+            workflow_id=workflow_id,
+            user_query=user_query,
+            status="RUNNING",
+            endpoint=endpoint,
+            prepared_prompt=prepared_prompt,
+            red_team_settings=dict(session.red_team_settings or {}) if session.kind == "RED_TEAM" else None,
         )
         turn_id, added = await store_turn(connection, session.id, turn)
         if added:
@@ -198,6 +272,8 @@ async def append_events(ctx: RequestContext, session_id: str, turn_id: str | Non
             workflow_id = turn.workflow_id
         if not new_events:
             return []
+        if session.status == "DONE" and not await _all_stored(connection, session.id, new_events):
+            raise BadUserInput(ENDED)
         ids = await append_events_once(connection, session.id, turn_key, new_events, workflow_id)
         last_seq = await connection.scalar(select(Session.event_count).where(Session.id == session.id))
         if last_seq > session.event_count:
@@ -211,6 +287,16 @@ async def append_events(ctx: RequestContext, session_id: str, turn_id: str | Non
         return [rows[i] for i in ids]
 
 
+async def _all_stored(connection: AsyncConnection, session_id: uuid.UUID, events: list[NewEvent]) -> bool:
+    """Whether every one of `events` has a dedup key the session has stored: a retry, which
+    writes nothing."""
+    keys = {e.dedup_key for e in events}
+    if None in keys:
+        return False
+    stored = await connection.scalars(select(Event.dedup_key).where(Event.session_id == session_id, Event.dedup_key.in_(keys)))
+    return set(stored.all()) == keys
+
+
 # -- completeTurn
 
 
@@ -221,12 +307,15 @@ async def complete_turn(
     result: str | None,
     tokens_used: int | None,
     completed_at: datetime | None,
+    cost_usd: float | None = None,
 ):
-    """The turn's row, ended; unchanged when it had ended already with the values given."""
+    """The turn's row, ended; unchanged when it had ended already with the values given
+    (also once the session has ended: a retry)."""
     turn_key = _turn_key(turn_id)
     if status == "RUNNING":
         raise BadUserInput("A turn is completed with COMPLETED, FAILED or CANCELLED, not RUNNING.")
     check_count(tokens_used, "tokens used")
+    cost = cost_micros(cost_usd)
     not_found = NotFound(f"No turn {turn_id!r}.")
     async with publishing(ctx.engine) as publication:
         connection = publication.connection
@@ -241,11 +330,13 @@ async def complete_turn(
                 and (result is None or result == turn.result)
                 and (tokens_used is None or tokens_used == turn.tokens_used)
                 and (completed_at is None or completed_at == turn.completed_at)
+                and (cost is None or cost == turn.cost_usd_micros)
             )
             if not same:
                 raise BadUserInput(f"The turn has ended already ({turn.status}) with other values.")
             return turn
+        check_not_ended(session.status)
         completed_at = check_completion(turn.created_at, completed_at or _now())
-        await end_turn(connection, turn, status, completed_at, result, tokens_used)
+        await end_turn(connection, turn, status, completed_at, result, tokens_used, cost)
         publication.announce(session_changed("TURN_COMPLETED", session, turn.id))
         return await _row(connection, TURN_COLUMNS, Turn.id, turn.id)

@@ -1,16 +1,105 @@
 """createSession, startTurn, appendEvents and completeTurn: Relay-style inputs and
-payloads, `clientMutationId` echoed."""
+payloads, `clientMutationId` echoed. The inputs of a TERMINAL or RED_TEAM session's details
+(kinds.graphql) are here too; the resolvers take them as plain snake_case dictionaries
+(`plain`), the form an import line has, so both go through the same rules."""
 
+import dataclasses
 import uuid
 from datetime import datetime
+from enum import Enum
 
 import strawberry
 from strawberry.scalars import JSON
 
 from sessiongraph.resolvers import recording_mutations
-from sessiongraph.schema.types import Event, Session, Turn, TurnStatus
+from sessiongraph.schema.types import (
+    Event,
+    ReviewStatus,
+    Session,
+    SessionKind,
+    SessionStatus,
+    TerminalVerb,
+    Turn,
+    TurnStatus,
+)
 
 SESSION_ID_DESCRIPTION = "Global id, UUID or the caller's external id of the session."
+
+
+def plain(value):
+    """An input object -> a dictionary of its given fields by Python (snake_case) name, a
+    field left out (UNSET) absent; enums by value, lists and nested inputs alike."""
+    if value is None or value is strawberry.UNSET:
+        return value
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if dataclasses.is_dataclass(value):
+        return {
+            f.name: plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if getattr(value, f.name) is not strawberry.UNSET
+        }
+    return value
+
+
+@strawberry.input
+class ResourceInput:
+    name: str
+    type: str
+    subtype: str | None = None
+    resource_name: str | None = None
+    tags: JSON | None = None
+
+
+@strawberry.input
+class ReviewDecisionInput:
+    group: str
+    status: ReviewStatus
+    reviewer_email: str | None = None
+    decided_at: datetime | None = None
+
+
+@strawberry.input
+class ReviewInput:
+    status: ReviewStatus
+    created_at: datetime | None = None
+    decisions: list[ReviewDecisionInput] | None = None
+
+
+@strawberry.input
+class TerminalInput:
+    verb: TerminalVerb
+    resource: ResourceInput
+    input: str | None = None
+    columns: int | None = None
+    rows: int | None = None
+    user_email: str | None = None
+    user_display_name: str | None = None
+    user_subject: str | None = None
+    machine_identity_id: str | None = None
+    review: ReviewInput | None = None
+
+
+@strawberry.input(
+    description="Fields left out stay as they are; a field given as null is cleared "
+    "(contextStrategyPromptCount: back to 5)."
+)
+class RedTeamSettingsInput:
+    attack_module: str | None = strawberry.UNSET
+    context_strategy: str | None = strawberry.UNSET
+    context_strategy_prompt_count: int | None = strawberry.UNSET
+    prompt_template: str | None = strawberry.UNSET
+    metric: str | None = strawberry.UNSET
+    system_prompt: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class RedTeamInput:
+    runner_id: str = strawberry.field(description="1..255 characters, no control character, like an external id.")
+    endpoints: list[str] = strawberry.field(description="At least one, distinct, each 1..255 characters.")
+    settings: RedTeamSettingsInput | None = None
 
 
 @strawberry.input
@@ -21,6 +110,16 @@ class CreateSessionInput:
     token_budget: int | None = None
     metadata: JSON | None = None
     client_mutation_id: str | None = None
+    kind: SessionKind | None = strawberry.field(
+        default=None,
+        description="AGENT when left out. TERMINAL needs `terminal`, RED_TEAM needs `redTeam`; any other "
+        "pairing is BAD_USER_INPUT.",
+    )
+    status: SessionStatus | None = strawberry.field(default=None, description="READY or OPEN (the default).")
+    batch_id: str | None = None
+    correlation_id: str | None = None
+    terminal: TerminalInput | None = None
+    red_team: RedTeamInput | None = None
 
 
 @strawberry.type
@@ -36,6 +135,12 @@ class StartTurnInput:
     workflow_id: str | None = None
     user_query: str | None = None
     client_mutation_id: str | None = None
+    endpoint: str | None = strawberry.field(
+        default=None,
+        description="RED_TEAM sessions: one of the session's endpoints (else BAD_USER_INPUT); the turn keeps "
+        "the session's settings as they are now.",
+    )
+    prepared_prompt: str | None = None
 
 
 @strawberry.type
@@ -82,6 +187,10 @@ class CompleteTurnInput:
     tokens_used: int | None = None
     completed_at: datetime | None = None
     client_mutation_id: str | None = None
+    cost_usd: float | None = strawberry.field(
+        default=None,
+        description="Same rules as Turn.costUsd; compared like the other fields when a completion is repeated.",
+    )
 
 
 @strawberry.type
@@ -102,7 +211,20 @@ class RecordingMutations:
     )
     async def create_session(self, info: strawberry.Info, input: CreateSessionInput) -> CreateSessionPayload:
         row = await recording_mutations.create_session(
-            info.context, input.external_id, input.title, input.user_id, input.token_budget, input.metadata
+            info.context,
+            input.external_id,
+            input.title,
+            input.user_id,
+            input.token_budget,
+            input.metadata,
+            recording_mutations.KindInput(
+                kind=plain(input.kind) or "AGENT",
+                status=plain(input.status) or "OPEN",
+                batch_id=input.batch_id,
+                correlation_id=input.correlation_id,
+                terminal=plain(input.terminal),
+                red_team=plain(input.red_team),
+            ),
         )
         return CreateSessionPayload(session=Session.from_row(row), client_mutation_id=input.client_mutation_id)
 
@@ -112,7 +234,13 @@ class RecordingMutations:
     )
     async def start_turn(self, info: strawberry.Info, input: StartTurnInput) -> StartTurnPayload:
         row = await recording_mutations.start_turn(
-            info.context, input.session_id, input.task_id, input.workflow_id, input.user_query
+            info.context,
+            input.session_id,
+            input.task_id,
+            input.workflow_id,
+            input.user_query,
+            input.endpoint,
+            input.prepared_prompt,
         )
         return StartTurnPayload(turn=Turn.from_row(row), client_mutation_id=input.client_mutation_id)
 
@@ -149,6 +277,12 @@ class RecordingMutations:
     )
     async def complete_turn(self, info: strawberry.Info, input: CompleteTurnInput) -> CompleteTurnPayload:
         row = await recording_mutations.complete_turn(
-            info.context, input.turn_id, input.status.value, input.result, input.tokens_used, input.completed_at
+            info.context,
+            input.turn_id,
+            input.status.value,
+            input.result,
+            input.tokens_used,
+            input.completed_at,
+            input.cost_usd,
         )
         return CompleteTurnPayload(turn=Turn.from_row(row), client_mutation_id=input.client_mutation_id)

@@ -19,6 +19,8 @@ class SessionUpdateKind(Enum):
     DELETED = "DELETED"
     TURN_STARTED = "TURN_STARTED"
     TURN_COMPLETED = "TURN_COMPLETED"
+    UPDATED = "UPDATED"
+    ENDED = "ENDED"
 
 
 @strawberry.type
@@ -71,7 +73,7 @@ class Subscription:
 
     @strawberry.subscription(
         description="Changes to the caller's visible sessions: created, renamed, deleted, turn "
-        "started or completed."
+        "started or completed, updated (updateSession), ended (endSession)."
     )
     async def session_updates(self, info: strawberry.Info) -> AsyncGenerator[SessionUpdate, None]:
         changes = await live_streams.session_updates(info.context)

@@ -24,7 +24,7 @@ from sessiongraph.models import create_engine
 from tests.conftest import BACKENDS, POSTGRES_URL
 
 VIEWER = "{ viewer { userId orgId role identityType } }"
-DEMO_SESSIONS = 8
+DEMO_SESSIONS = 10  # six chats, three terminal sessions, a red-team run
 
 
 @contextlib.asynccontextmanager

@@ -20,7 +20,7 @@ from tests.live_server import live_server
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ARTIFACTS = Path(os.environ.get("SESSIONGRAPH_TEST_ARTIFACTS") or Path(__file__).parent.parent / "test-artifacts")
-DEMO_TITLES = {"Trip planning", "Quarterly report", "Bug triage", "Recipe ideas", "SQL help", "Contract review", "prod-db shell", "Nightly red-team run"}
+DEMO_TITLES = {"Trip planning", "Quarterly report", "Bug triage", "Recipe ideas", "SQL help", "Contract review", "prod-db shell", "cleanup on web-1", "cleanup on reports", "Nightly red-team run"}
 QUERY = "{ sessions(first: 10) { totalCount nodes { title turnCount } } }"
 
 if not (CHROMIUM and CHROMEDRIVER):

@@ -19,7 +19,7 @@ from tests.conftest import execute
 QUERIES = Path(__file__).resolve().parent.parent / "graphql_queries"
 DOCUMENTS = sorted(QUERIES.glob("*.graphql"))
 DEMO_ADMIN = Viewer(ALICE, DEMO_ORG, "ADMIN", "USER")
-DEMO_SESSIONS = 8  # six chats, a terminal session, a red-team run
+DEMO_SESSIONS = 10  # six chats, three terminal sessions, a red-team run
 
 
 def document(name: str) -> str:
@@ -199,7 +199,9 @@ async def run_terminal_sessions(engine):
     await demo_kinds(engine)
     data = (await run(engine, "TerminalSessions.graphql"))["sessions"]
     assert data["totalCount"] == DEMO_SESSIONS
-    [terminal] = [e["node"] for e in data["edges"] if e["node"]["kind"] == "TERMINAL"]
+    terminals = [e["node"] for e in data["edges"] if e["node"]["kind"] == "TERMINAL"]
+    assert len(terminals) == 3
+    [terminal] = [t for t in terminals if t["terminal"]["resource"]["name"] == "prod-db"]
     assert terminal["terminal"]["resource"] == {"name": "prod-db", "type": "database", "subtype": "postgres"}
     assert terminal["terminal"]["verb"] == "EXEC" and terminal["terminal"]["guardrails"] == [] and terminal["status"] == "OPEN"
     assert all(e["node"]["terminal"] is None for e in data["edges"] if e["node"]["kind"] != "TERMINAL")
@@ -225,7 +227,52 @@ async def run_red_team_session(engine):
     assert chats[2]["turns"]["nodes"][0]["finalOutput"].startswith("SYSTEM PROMPT")
 
 
+async def run_update_session(engine):
+    pending = await global_id(engine, "gateway-tty-3")
+    review = {"status": "APPROVED", "decisions": [
+        {"group": "dba", "status": "APPROVED", "reviewerEmail": "dba@acme.example", "decidedAt": "2025-10-31T09:00:00Z"}]}
+    given = {"id": pending, "terminalReview": review, "batchId": None, "clientMutationId": "u-1"}
+    updated = (await run(engine, "UpdateSession.graphql", {"input": given}))["updateSession"]
+    assert updated["clientMutationId"] == "u-1" and updated["session"]["batchId"] is None
+    assert updated["session"]["terminal"]["review"]["status"] == "APPROVED"
+    assert updated["session"]["correlationId"] == "deploy-981"  # left out: unchanged
+    run_id = await global_id(engine, "runner-nightly")
+    settings = {"id": run_id, "redTeamSettings": {"metric": "toxicity", "contextStrategyPromptCount": None}}
+    red_team = (await run(engine, "UpdateSession.graphql", {"input": settings}))["updateSession"]["session"]
+    assert red_team["redTeam"]["settings"]["metric"] == "toxicity"
+    assert red_team["redTeam"]["settings"]["contextStrategyPromptCount"] == 5
+    assert red_team["redTeam"]["settings"]["attackModule"] == "harmful-request" and red_team["terminal"] is None
+
+
+async def run_end_session(engine):
+    terminal = await global_id(engine, "gateway-tty-1")
+    variables = {"id": terminal, "endedAt": "2025-11-01T10:00:00Z", "exitCode": 0, "clientMutationId": "e-1"}
+    ended = (await run(engine, "EndSession.graphql", variables))["endSession"]
+    assert ended["clientMutationId"] == "e-1"
+    session = ended["session"]
+    assert (session["status"], session["endedAt"], session["terminal"]["exitCode"]) == ("DONE", "2025-11-01T10:00:00Z", 0)
+    assert session["terminal"]["streamSize"] == 38 + 31 + 34 + 18 + 31  # the five stream events' bytes
+    assert (await run(engine, "EndSession.graphql", variables))["endSession"] == ended
+
+
+async def run_demo_kinds(engine):
+    """The demo's kinds: what each filter of the gateway's and the runner's screens finds."""
+    data = (await run(engine, "TerminalSessions.graphql", {"first": 20}))["sessions"]["edges"]
+    by_id = {e["node"]["terminal"]["resource"]["name"]: e["node"] for e in data if e["node"]["kind"] == "TERMINAL"}
+    assert set(by_id) == {"prod-db", "ssh-bastion", "reports-mysql"}
+    assert by_id["ssh-bastion"]["terminal"]["guardrails"][0]["rule"] == "no-rm-rf" and by_id["ssh-bastion"]["status"] == "DONE"
+    assert by_id["ssh-bastion"]["identityType"] == "MACHINE" and by_id["ssh-bastion"]["terminal"]["machineIdentityId"]
+    assert by_id["reports-mysql"]["terminal"]["review"]["status"] == "PENDING" and by_id["reports-mysql"]["status"] == "READY"
+    assert by_id["ssh-bastion"]["batchId"] == by_id["reports-mysql"]["batchId"] == "batch-cleanup-42"
+    run_ = (await run(engine, "RedTeamSession.graphql", {"id": "runner-nightly", "n": 2}))["session"]
+    turns = [t for c in run_["redTeam"]["chats"] for t in c["turns"]["nodes"]]
+    assert {t["redTeamSettings"]["attackModule"] for t in turns} == {"prompt-injection", "harmful-request"}
+    assert run_["costUsd"] == 0.0102  # 2 x (0.0042 + 0.0008 + 0.0001)
+
+
 RUNS = {
+    "UpdateSession.graphql": run_update_session,
+    "EndSession.graphql": run_end_session,
     "TerminalSessions.graphql": run_terminal_sessions,
     "TerminalSession.graphql": run_terminal_session,
     "RedTeamSession.graphql": run_red_team_session,
@@ -243,3 +290,7 @@ RUNS = {
 async def test_document_runs_on_the_demo_data(demo, name):
     assert (QUERIES / name).exists(), f"RUNS names {name}, which graphql_queries/ does not have"
     await RUNS[name](demo)
+
+
+async def test_the_demo_records_terminal_and_red_team_sessions(demo):
+    await run_demo_kinds(demo)

@@ -16,6 +16,7 @@ from tests.test_recording import APPEND, COMPLETE, CREATE, START, create, start,
 LONG = "x" * 256
 BIG = "x" * (1024 * 1024 + 1)
 BIG_JSON = {"big": "x" * 70_000}
+TERMINAL = {"verb": "EXEC", "resource": {"name": "pgdemo", "type": "database"}}  # the same in an import line and an input
 
 # (id, mutation, its input, the value's place in the mutation's input, the import line, the
 # value's place in the line)
@@ -44,6 +45,39 @@ CASES = [
      new_session(events=[event("OUTPUT", BIG)]), "session.events[0]: `message`"),
     ("payload-over-64KB", APPEND, {"type": "OUTPUT", "payload": BIG_JSON}, "events[0]",
      new_session(events=[event("OUTPUT", "x", payload=BIG_JSON)]), "session.events[0]: `payload`"),
+    # kinds.graphql's rules
+    ("terminal-kind-without-details", CREATE, {"kind": "TERMINAL"}, None, new_session(kind="TERMINAL"), "session: `kind`"),
+    ("red-team-details-on-agent", CREATE, {"redTeam": {"runnerId": "r", "endpoints": ["e"]}}, None,
+     new_session(red_team={"runner_id": "r", "endpoints": ["e"]}), "session: `kind`"),
+    ("blank-batch-id", CREATE, {"batchId": " "}, None, new_session(batch_id=" "), "session: `batch_id`"),
+    ("long-correlation-id", CREATE, {"correlationId": LONG}, None, new_session(correlation_id=LONG), "session: `correlation_id`"),
+    ("terminal-columns-0", CREATE, {"kind": "TERMINAL", "terminal": {**TERMINAL, "columns": 0}}, "terminal",
+     new_session(kind="TERMINAL", terminal={**TERMINAL, "columns": 0}), "session: `terminal`"),
+    ("resource-tags-not-strings", CREATE,
+     {"kind": "TERMINAL", "terminal": {**TERMINAL, "resource": {"name": "a", "type": "b", "tags": {"n": 1}}}}, "terminal",
+     new_session(kind="TERMINAL", terminal={**TERMINAL, "resource": {"name": "a", "type": "b", "tags": {"n": 1}}}),
+     "session: `terminal`"),
+    ("control-in-user-email", CREATE, {"kind": "TERMINAL", "terminal": {**TERMINAL, "userEmail": "a\nb"}}, "terminal",
+     new_session(kind="TERMINAL", terminal={**TERMINAL, "user_email": "a\nb"}), "session: `terminal`"),
+    ("endpoint-twice", CREATE, {"kind": "RED_TEAM", "redTeam": {"runnerId": "r", "endpoints": ["e", "e"]}}, "redTeam",
+     new_session(kind="RED_TEAM", red_team={"runner_id": "r", "endpoints": ["e", "e"]}), "session: `red_team`"),
+    ("no-endpoint", CREATE, {"kind": "RED_TEAM", "redTeam": {"runnerId": "r", "endpoints": []}}, "redTeam",
+     new_session(kind="RED_TEAM", red_team={"runner_id": "r", "endpoints": []}), "session: `red_team`"),
+    ("prompt-count-101", CREATE,
+     {"kind": "RED_TEAM", "redTeam": {"runnerId": "r", "endpoints": ["e"], "settings": {"contextStrategyPromptCount": 101}}},
+     "redTeam", new_session(kind="RED_TEAM", red_team={"runner_id": "r", "endpoints": ["e"],
+                                                         "settings": {"context_strategy_prompt_count": 101}}),
+     "session: `red_team`"),
+    ("control-in-runner-id", CREATE, {"kind": "RED_TEAM", "redTeam": {"runnerId": "a\tb", "endpoints": ["e"]}}, "redTeam",
+     new_session(kind="RED_TEAM", red_team={"runner_id": "a\tb", "endpoints": ["e"]}), "session: `red_team`"),
+    ("endpoint-on-agent-turn", START, {"taskId": "t", "endpoint": "e"}, None,
+     new_session(turns=[turn("t", 1, endpoint="e")]), "turns[0]: `endpoint`"),
+    ("cost-7-decimals", COMPLETE, {"status": "COMPLETED", "costUsd": 0.0000001}, None,
+     new_session(turns=[turn("t", 1, cost_usd=0.0000001)]), "turns[0]: `cost_usd`"),
+    ("cost-negative", COMPLETE, {"status": "COMPLETED", "costUsd": -1}, None,
+     new_session(turns=[turn("t", 1, cost_usd=-1)]), "turns[0]: `cost_usd`"),
+    ("cost-over-a-million", COMPLETE, {"status": "COMPLETED", "costUsd": 1_000_000.000001}, None,
+     new_session(turns=[turn("t", 1, cost_usd=1_000_000.000001)]), "turns[0]: `cost_usd`"),
     ("ends-before-start", COMPLETE, {"status": "COMPLETED", "completedAt": "2000-01-01T00:00:00Z"}, None,
      new_session(turns=[turn("t", 1, completed_at="2000-01-01T00:00:00Z")]), "turns[0]: `completed_at`"),
 ]
