@@ -35,6 +35,7 @@ from sessiongraph.models.new_sessions import (
 from sessiongraph.models.tables import Event, Session, Turn, User
 from sessiongraph.models.database import sqlite_time_text
 from sessiongraph.models.types import UTCDateTime
+from sessiongraph.observability.metrics import events_written
 
 
 class OrganisationConflict(Exception):
@@ -292,6 +293,7 @@ async def insert_events(
     up to date with the events (False where its row was written with them)."""
     if not events:
         return []
+    events_written(len(events))
     last_seq = await connection.scalar(
         update(Session)
         .where(Session.id == session_id)
