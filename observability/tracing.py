@@ -64,7 +64,10 @@ class StatementSpans:
         span = self.tracer.start_span(
             verb, attributes={"db.system.name": self.dialect, "db.query.text": statement, "db.operation.name": verb}
         )
-        self.open[id(context)] = span
+        if context is None:  # sent without SQLAlchemy's execution (no after event comes): a mark
+            span.end()
+        else:
+            self.open[id(context)] = span
 
     def after(self, conn, cursor, statement, parameters, context, executemany) -> None:
         span = self.open.pop(id(context), None)
