@@ -43,9 +43,15 @@ def start():
 def caller_context(carrier: dict):
     """The trace context a caller sent (`traceparent`, `tracestate` in `carrier`, a mapping of
     lower-case header names), for the spans opened while it is attached."""
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    global _propagator
+    if _propagator is None:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    return TraceContextTextMapPropagator().extract(carrier)
+        _propagator = TraceContextTextMapPropagator()
+    return _propagator.extract(carrier)
+
+
+_propagator = None
 
 
 _traced_engines: "weakref.WeakSet" = weakref.WeakSet()

@@ -72,8 +72,12 @@ class Watch:
             self.names = prometheus.OperationNames(operation_names(trusted_documents))
             prometheus.watch_pool(engine, pool_size)
         if tracing:
+            from opentelemetry import context as otel_context
+            from opentelemetry.trace import SpanKind, Status, StatusCode
+
             from sessiongraph.observability import tracing as otel
 
+            self.otel = otel, otel_context, SpanKind.SERVER, Status, StatusCode.ERROR
             self.tracer = otel.start()
             otel.StatementSpans(self.tracer, engine.dialect.name).listen(engine)
 
@@ -173,11 +177,8 @@ class Watch:
         lower-case name) names; nothing when tracing is off or the caller sent none."""
         if self.tracer is None or not isinstance(carrier.get("traceparent"), str):
             return contextlib.nullcontext()
-        from opentelemetry import context
-
-        from sessiongraph.observability.tracing import caller_context
-
-        return _attached(context, caller_context(carrier))
+        otel, otel_context = self.otel[:2]
+        return _attached(otel_context, otel.caller_context(carrier))
 
     def _span(self, kind: str, name: str | None, request_id: str | None):
         if self.tracer is None:
@@ -187,24 +188,20 @@ class Watch:
             attributes["graphql.operation.name"] = name
         if request_id:
             attributes["sessiongraph.request_id"] = request_id
-        from opentelemetry.trace import SpanKind
-
         return self.tracer.start_as_current_span(
-            f"{kind} {name}" if name else kind, kind=SpanKind.SERVER, attributes=attributes,
+            f"{kind} {name}" if name else kind, kind=self.otel[2], attributes=attributes,
             record_exception=False, set_status_on_exception=False,
         )
 
-    @staticmethod
-    def _describe(span, record: OperationRecord, result) -> None:
-        from opentelemetry.trace import Status, StatusCode
-
+    def _describe(self, span, record: OperationRecord, result) -> None:
         cost = ((result.extensions or {}).get("cost") or {}).get("requestedQueryCost") if result is not None else None
         if cost is not None:
             span.set_attribute("sessiongraph.cost", cost)
         span.set_attribute("sessiongraph.outcome", record.outcome)
         span.set_attribute("sessiongraph.sql_statements", record.statements)
         if record.outcome != "ok":
-            span.set_status(Status(StatusCode.ERROR, record.outcome))
+            status, error = self.otel[3:]
+            span.set_status(status(error, record.outcome))
 
 
 @contextlib.contextmanager
