@@ -101,11 +101,22 @@ def cmd_serve(args) -> int:
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("--demo on %s: whoever opens GraphiQL there gets the demo's ADMIN key", args.host)
     os.environ["SESSIONGRAPH_DATABASE_URL"] = args.url  # for the worker processes
+    metrics_port = int(os.environ.get(ENV["metrics_port"]) or 0)  # the flag's, or the environment's
+    if metrics_port:
+        from sessiongraph.observability.metrics import serve_metrics
+
+        try:
+            serve_metrics(args.metrics_host, metrics_port, args.workers)
+        except OSError as e:
+            print(f"error: metrics on {args.metrics_host}:{metrics_port}: {e.strerror}", file=sys.stderr)
+            return 2
     address = f"http://{args.host}:{args.port}/graphql"
     lines = [f"GraphiQL: {address}" + ("  (the key below is already in its Headers tab)" if key else "")]
     if key:
         lines.append(f"API key: {key}")
     lines.append(database)
+    if metrics_port:
+        lines.append(f"metrics: http://{args.metrics_host}:{metrics_port}/metrics")
     for line in lines:
         if args.log_format == "json":
             log.info("%s", line)
@@ -232,6 +243,8 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--db-pool-size", type=int, help="database connections kept open (20)")
     serve.add_argument("--apq-cache-bytes", type=int, help="memory for documents registered by APQ (10000000)")
+    serve.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port, apart from the API (off)")
+    serve.add_argument("--metrics-host", default="127.0.0.1", help="address the metrics listener binds (127.0.0.1)")
     serve.set_defaults(run=cmd_serve)
 
     imp = commands.add_parser("import", help="load sessions from JSON Lines")

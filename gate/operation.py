@@ -8,6 +8,7 @@ operation. What the gate refuses is a `Refused` carrying the contract's code: HT
 with its status, the WebSocket with an `error` message."""
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -98,15 +99,17 @@ def utf8_size(text: str, limit: int) -> int:
 class Gate:
     """The steps every operation passes; one per app, shared by HTTP and the WebSocket."""
 
-    def __init__(self, schema, engine, settings, persisted: PersistedDocuments) -> None:
+    def __init__(self, schema, engine, settings, persisted: PersistedDocuments, watch=None) -> None:
         self.schema, self.engine, self.settings, self.persisted = schema, engine, settings, persisted
+        self.watch = watch  # observability/watch.py when metrics or tracing are on, else None
         self.max_bytes = settings.max_body_bytes
         self.deadlines = Deadlines(settings.request_timeout)
 
     def caller(self, key: str | None):
         """(awaitable) The caller a live API key belongs to; None for none, an unknown or a
         revoked one."""
-        return authenticate(self.engine, key, self.settings.api_key_cache_seconds)
+        caller = authenticate(self.engine, key, self.settings.api_key_cache_seconds)
+        return caller if self.watch is None else self.watch.authenticated(caller)
 
     def check_size(self, size: int, what: str = "The request body") -> None:
         if size > self.max_bytes:
@@ -115,11 +118,16 @@ class Gate:
     def document(self, params: dict) -> str:
         """The document a request runs: its `query`, or the persisted one it names; refused
         when the parameters are malformed, the hash unknown or the document not trusted."""
-        check_params(params)
         try:
-            return self.persisted.document(params.get("query"), params.get("extensions"))
-        except PersistedQueryError as e:
-            raise Refused(e.code, str(e), None if e.request_error else 400) from None
+            check_params(params)
+            try:
+                return self.persisted.document(params.get("query"), params.get("extensions"))
+            except PersistedQueryError as e:
+                raise Refused(e.code, str(e), None if e.request_error else 400) from None
+        except Refused as refused:
+            if self.watch is not None:
+                self.watch.refused(refused.code, params.get("operationName"))
+            raise
 
     def is_subscription(self, query: str, operation_name: str | None) -> bool:
         """Whether the operation `query` runs is a subscription. A document that does not
@@ -141,14 +149,25 @@ class Gate:
         extensions: dict | None = None,
     ):
         """The result of a query or mutation, planned where the planner covers it, stopped
-        past the request timeout."""
+        past the request timeout; timed, counted and traced when the app watches."""
+        if self.watch is None:
+            return await self.run(viewer, query, variables, operation_name, allowed, extensions)
+        return await self.watch.operation(
+            lambda: self.run(viewer, query, variables, operation_name, allowed, extensions),
+            self.schema, current_request_id.get(), query, operation_name,
+        )
+
+    async def run(self, viewer: Viewer, query: str, variables: dict | None, operation_name: str | None, allowed: frozenset, extensions: dict | None):
         context = RequestContext(self.engine, viewer)
         task = asyncio.current_task()
         self.deadlines.start(task)
         late = False
         try:
             try:
-                return await execute_planned(self.schema, query, variables, context, operation_name) or await self.schema.execute(
+                result = await execute_planned(self.schema, query, variables, context, operation_name)
+                if self.watch is not None:
+                    self.watch.planner_answer(result is not None, context)
+                return result or await self.schema.execute(
                     query,
                     variable_values=variables,
                     context_value=context,
@@ -179,12 +198,16 @@ class Gate:
     async def subscribe(self, viewer: Viewer, query: str, variables: dict | None, operation_name: str | None) -> AsyncIterator:
         """A subscription's results, with a context of its own for as long as it runs."""
         context = RequestContext(self.engine, viewer)
+        watching = self.watch.subscription(self.schema, query, operation_name) if self.watch is not None else contextlib.nullcontext()
         try:
-            results = await self.schema.subscribe(
-                query, variable_values=variables, context_value=context, operation_name=operation_name
-            )
-            async with aclosing(results):
-                async for result in results:
-                    yield result
+            with watching as record:
+                results = await self.schema.subscribe(
+                    query, variable_values=variables, context_value=context, operation_name=operation_name
+                )
+                async with aclosing(results):
+                    async for result in results:
+                        if record is not None:
+                            record.saw(result, is_request_error(result))
+                        yield result
         finally:
             await context.close()

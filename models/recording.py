@@ -35,6 +35,7 @@ from sessiongraph.models.new_sessions import (
 )
 from sessiongraph.models.database import json_dumps
 from sessiongraph.models.tables import Event, Session, Turn, User
+from sessiongraph.observability.metrics import events_written
 
 
 class OrganisationConflict(Exception):
@@ -338,6 +339,7 @@ async def insert_events(
     agents up to date with the events (False where its row was written with them)."""
     if not events:
         return []
+    events_written(len(events))
     last_seq = await connection.scalar(
         update(Session)
         .where(Session.id == session_id)

@@ -9,6 +9,7 @@ from pathlib import Path
 from sessiongraph.models import database_url
 from sessiongraph.gate.persisted import DEFAULT_TRUSTED_DIR
 from sessiongraph.gate.limits import Limits
+from sessiongraph.observability.tracing import wanted as tracing_wanted
 
 # setting -> environment variable, for the numbers and paths (flags are read below).
 ENV = {
@@ -23,6 +24,7 @@ ENV = {
     "api_key_cache_seconds": "SESSIONGRAPH_API_KEY_CACHE_SECONDS",
     "trusted_documents_dir": "SESSIONGRAPH_TRUSTED_DOCUMENTS",
     "db_pool_size": "SESSIONGRAPH_DB_POOL_SIZE",
+    "metrics_port": "SESSIONGRAPH_METRICS_PORT",
 }
 FLAGS = {
     "no_graphiql": "SESSIONGRAPH_NO_GRAPHIQL",
@@ -78,6 +80,11 @@ class Settings:
     db_pool_size: int = 20
     # `sessiongraph serve --demo` only: the demo's key, put in GraphiQL's Headers tab.
     demo_key: str | None = None
+    # Record Prometheus metrics (observability/metrics.py); `serve --metrics-port` serves them.
+    metrics: bool = False
+    # Spans for OpenTelemetry (observability/tracing.py): on when OTEL_EXPORTER_OTLP_ENDPOINT
+    # or OTEL_TRACES_EXPORTER is set.
+    tracing: bool = False
 
     @classmethod
     def from_env(cls, database: str | None = None) -> "Settings":
@@ -105,4 +112,6 @@ class Settings:
             ),
             db_pool_size=_env_number(ENV["db_pool_size"], int, default.db_pool_size),
             demo_key=os.environ.get(DEMO_KEY) or None,
+            metrics=_env_number(ENV["metrics_port"], int, None) is not None,
+            tracing=tracing_wanted(),
         )

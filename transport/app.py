@@ -17,9 +17,13 @@ from sessiongraph.models import create_engine
 from sessiongraph.gate.operation import Gate
 from sessiongraph.gate.persisted import PersistedDocuments, load_manifest
 from sessiongraph.live.broker import broker_for
+from sessiongraph.observability.watch import Watch
 from sessiongraph.schema import schema as default_schema
 from sessiongraph.transport.shutdown import ClosableWebSockets, on_stop_signals
 from sessiongraph.transport.websocket import GraphQLWebSocket, SocketLimits
+
+
+TRACE_HEADERS = (b"traceparent", b"tracestate")
 
 
 class App(Starlette):
@@ -28,11 +32,21 @@ class App(Starlette):
     to each request (about a tenth of a small query's). WebSocket, /healthz, /readyz, a
     trailing slash and a mounted root path take Starlette's way."""
 
-    def __init__(self, graphql, **kwargs) -> None:
+    def __init__(self, graphql, watch=None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.graphql = graphql
+        self.traced = watch if watch is not None and watch.tracer is not None else None
 
     async def __call__(self, scope, receive, send) -> None:
+        if self.traced is not None and scope["type"] in ("http", "websocket"):
+            # The caller's W3C trace context, for the spans of what this request runs.
+            carrier = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"] if name.lower() in TRACE_HEADERS}
+            with self.traced.continuing(carrier):
+                await self.route(scope, receive, send)
+        else:
+            await self.route(scope, receive, send)
+
+    async def route(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["path"] == "/graphql" and not scope.get("root_path"):
             scope["app"] = self
             await self.graphql(scope, receive, send)
@@ -74,11 +88,17 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
     if settings.trusted_documents_only:
         logging.getLogger("sessiongraph").info("trusted documents only: %d loaded", len(manifest))
     persisted = PersistedDocuments(manifest, settings.trusted_documents_only, settings.apq_cache_bytes)
-    gate = Gate(schema, engine, settings, persisted)
+    watch = None
+    if settings.metrics or settings.tracing:
+        watch = Watch(
+            engine, metrics=settings.metrics, tracing=settings.tracing, pool_size=settings.db_pool_size, trusted_documents=manifest.values()
+        )
+    gate = Gate(schema, engine, settings, persisted, watch)
     graphql = GraphQLEndpoint(gate)
     websockets = ClosableWebSockets(GraphQLWebSocket(gate, socket_limits))
     app = App(
         graphql,
+        watch,
         routes=[
             Route("/graphql", graphql, methods=None),
             WebSocketRoute("/graphql", websockets),

@@ -97,6 +97,13 @@ def message_id(text, oversized: bool) -> str | None:
 
 
 class TransportHandler(BaseGraphQLTransportWSHandler):
+    async def handle(self) -> None:
+        watch = self.view.gate.watch
+        if watch is None:
+            return await super().handle()
+        with watch.connection():
+            return await super().handle()
+
     async def handle_message(self, message) -> None:
         if isinstance(message, RefusedMessage):
             if message.id is None:  # nothing to answer: not a message of the protocol
@@ -147,6 +154,13 @@ class TransportHandler(BaseGraphQLTransportWSHandler):
         request_id = new_request_id()
         current_request_id.set(request_id)  # this task's own: its log lines name the operation
         viewer = self.context.viewer
+        if gate.watch is not None:  # spans continue the trace connection_init's payload names
+            with gate.watch.continuing(self.context.connection_params):
+                await self.operate(gate, operation, viewer, request_id)
+        else:
+            await self.operate(gate, operation, viewer, request_id)
+
+    async def operate(self, gate: Gate, operation, viewer, request_id: str) -> None:
         try:
             if gate.is_subscription(operation.query, operation.operation_name):
                 first = True
