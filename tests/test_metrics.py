@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.live_server import free_port, live_server
 
 VIEWER = "query Viewer { viewer { userId } }"
-SESSIONS = "query FirstSessions { sessions(first: 2) { nodes { id } } }"
+SESSIONS = "query FirstSessions { sessions(first: 2, filter: {statuses: [OPEN]}) { nodes { id } } }"  # a DONE session takes no events
 APPEND = """mutation Append($input: AppendEventsInput!) { appendEvents(input: $input) { events { seq } } }"""
 UNKNOWN_HASH = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}}
 
