@@ -3,7 +3,6 @@ declarations (models/fields.py): each is a plain attribute, set from the row by 
 the fields that do I/O (connections, relations) are resolvers written here."""
 
 import uuid
-from datetime import datetime
 from enum import Enum
 from functools import lru_cache
 from typing import Annotated, Any

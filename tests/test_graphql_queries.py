@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 from graphql import parse, validate
-from sqlalchemy import update
 
 from sessiongraph.ingest.demo import ALICE, BOB, DEMO_ORG, load_demo
-from sessiongraph.models import Session, Turn
 from sessiongraph.resolvers.context import Viewer
 from sessiongraph.schema import schema
 from tests.conftest import execute
@@ -179,24 +177,7 @@ async def run_delete_session(engine):
     assert again["deleteSession"] == deleted
 
 
-async def demo_kinds(engine) -> None:
-    """The demo's terminal session and red-team run as TERMINAL and RED_TEAM sessions (each
-    turn of the run sent to the endpoint its workflow id names), where the demo data set does
-    not record kinds itself yet."""
-    async with engine.begin() as connection:
-        await connection.execute(
-            update(Session).where(Session.external_id == "gateway-tty-1", Session.kind == "AGENT")
-            .values(kind="TERMINAL", verb="EXEC", resource_name="prod-db", resource_type="database", resource_subtype="postgres")
-        )
-        red_team = update(Session).where(Session.external_id == "runner-nightly", Session.kind == "AGENT")
-        endpoints = ["openai-gpt4o", "claude-haiku", "llama3-8b"]
-        changed = await connection.execute(red_team.values(kind="RED_TEAM", runner_id="nightly", endpoints=endpoints).returning(Session.id))
-        for session_id in changed.scalars():
-            await connection.execute(update(Turn).where(Turn.session_id == session_id).values(endpoint=Turn.workflow_id))
-
-
 async def run_terminal_sessions(engine):
-    await demo_kinds(engine)
     data = (await run(engine, "TerminalSessions.graphql"))["sessions"]
     assert data["totalCount"] == DEMO_SESSIONS
     terminals = [e["node"] for e in data["edges"] if e["node"]["kind"] == "TERMINAL"]
@@ -208,7 +189,6 @@ async def run_terminal_sessions(engine):
 
 
 async def run_terminal_session(engine):
-    await demo_kinds(engine)
     session = (await run(engine, "TerminalSession.graphql", {"id": await global_id(engine, "gateway-tty-1"), "first": 3}))["session"]
     assert session["kind"] == "TERMINAL" and session["terminal"]["resource"]["name"] == "prod-db"
     events = session["events"]
@@ -217,7 +197,6 @@ async def run_terminal_session(engine):
 
 
 async def run_red_team_session(engine):
-    await demo_kinds(engine)
     session = (await run(engine, "RedTeamSession.graphql", {"id": "runner-nightly", "n": 1}))["session"]
     assert session["kind"] == "RED_TEAM" and session["redTeam"]["runnerId"] == "nightly"
     chats = session["redTeam"]["chats"]
