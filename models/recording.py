@@ -484,12 +484,19 @@ async def end_turn(
     result: str | None = None,
     tokens_used: int | None = None,
     cost_usd_micros: int | None = None,
+    started_at: datetime | None = None,
+    user_query: str | None = None,
 ) -> None:
     """Ends a running turn (a row of `turns`) with its status and completion time, and the
-    result, token count and cost when given (None: kept). The session's tokens and cost
-    follow the turn's; the completion counts as the session's activity. Call with the
-    session locked."""
+    result, token count and cost when given (None: kept); also its start time and user
+    query when given (an OpenTelemetry trace's root span, which may come after the spans
+    that started the turn). The session's tokens and cost follow the turn's; the completion
+    counts as the session's activity. Call with the session locked."""
     values: dict = {"status": status, "completed_at": completed_at}
+    if started_at is not None:
+        values["created_at"] = started_at
+    if user_query is not None:
+        values["user_query"] = user_query
     if result is not None:
         values["result"] = result
     if tokens_used is not None:
@@ -505,3 +512,13 @@ async def end_turn(
     if session_values:
         await connection.execute(update(Session).where(Session.id == turn.session_id).values(session_values))
     await _touch(connection, turn.session_id, completed_at, updated=True)
+
+
+async def add_turn_tokens(connection: AsyncConnection, session_id: uuid.UUID, turn_id: int, tokens: int) -> None:
+    """Adds `tokens` to a turn's tokens and its session's, whatever the turn's status (an
+    OpenTelemetry trace's spans may come after its root completed the turn). Call with the
+    session locked."""
+    if not tokens:
+        return
+    await connection.execute(update(Turn).where(Turn.id == turn_id).values(tokens_used=Turn.tokens_used + tokens))
+    await connection.execute(update(Session).where(Session.id == session_id).values(tokens_used=Session.tokens_used + tokens))

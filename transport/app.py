@@ -1,5 +1,5 @@
 """The ASGI application: /graphql (HTTP and WebSocket), GraphiQL's assets under
-/graphiql/static/, /healthz, /readyz."""
+/graphiql/static/, /healthz, /readyz, /v1/traces (OTLP ingest)."""
 
 import asyncio
 import contextlib
@@ -13,6 +13,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from sessiongraph.config import Settings
 from sessiongraph.transport.http import GraphQLEndpoint
+from sessiongraph.transport.otlp import TracesEndpoint
 from sessiongraph.models import create_engine
 from sessiongraph.gate.operation import Gate
 from sessiongraph.gate.persisted import PersistedDocuments, load_manifest
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
             Route("/graphiql/static/{name}", graphql.explorer, methods=["GET", "HEAD"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/v1/traces", TracesEndpoint(gate), methods=None),  # OpenTelemetry ingest
         ],
         lifespan=lifespan,
     )
