@@ -50,6 +50,7 @@ from sessiongraph.models.recording import (
     end_turn,
     ensure_user,
     lock_session,
+    session_started_by,
     store_session,
 )
 from sessiongraph.resolvers.context import Viewer
@@ -99,7 +100,7 @@ def decode_request(body: bytes, json: bool) -> ExportTraceServiceRequest:
             return request
         document = orjson.loads(body)
         if not isinstance(document, dict):
-            raise Malformed("The body is not a JSON object.")
+            raise Malformed("The body is not an OTLP ExportTraceServiceRequest: not a JSON object.")
         _ids_to_base64(document)
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except (DecodeError, orjson.JSONDecodeError, json_format.ParseError) as e:
@@ -462,6 +463,8 @@ async def _store(engine: AsyncEngine, viewer: Viewer, owner: uuid.UUID, name: tu
         if session.status == "DONE":
             rejected[ENDED] += len(new)
             return rejected
+        # The session began with its earliest span, whichever came first.
+        await session_started_by(connection, session.id, min(s.start for s in new.values()))
 
         traces: dict[str, list[SpanFacts]] = defaultdict(list)
         for s in new.values():

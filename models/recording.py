@@ -522,3 +522,9 @@ async def add_turn_tokens(connection: AsyncConnection, session_id: uuid.UUID, tu
         return
     await connection.execute(update(Turn).where(Turn.id == turn_id).values(tokens_used=Turn.tokens_used + tokens))
     await connection.execute(update(Session).where(Session.id == session_id).values(tokens_used=Session.tokens_used + tokens))
+
+
+async def session_started_by(connection: AsyncConnection, session_id: uuid.UUID, when: datetime) -> None:
+    """Moves the session's creation back to `when` if it is later (an OpenTelemetry
+    session created by spans that came before earlier ones of the same conversation)."""
+    await connection.execute(update(Session).where(Session.id == session_id, Session.created_at > when).values(created_at=when))
