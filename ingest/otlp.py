@@ -14,7 +14,7 @@ Everything is written through the one writer (models/recording.py), every input 
 the rules the mutations check (resolvers/rules.py), who may write where decided by
 resolvers/visibility.py, and announced to live subscribers as the mutations announce. A
 span a rule refuses is counted with the reason; the other spans of the request are stored.
-Each session's spans are written in one transaction, so they land whole or not at all.
+A request's spans are written in one transaction, so they land whole or not at all.
 """
 
 import base64
@@ -38,7 +38,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sessiongraph.live.broker import events_appended, publishing, session_changed
+from sessiongraph.live.broker import Publication, events_appended, publishing, session_changed
 from sessiongraph.models import Event, Session, Turn
 from sessiongraph.models.recording import (
     NewEvent,
@@ -345,6 +345,32 @@ def read_span(span, resource: dict, viewer: Viewer) -> SpanFacts:
 
 # -- storing
 
+TURN_FIGURES = (Turn.id, Turn.task_id, Turn.session_id, Turn.status, Turn.tokens_used, Turn.cost_usd_micros)
+
+
+def _start(span: SpanFacts) -> datetime:
+    return span.start
+
+
+def _status(root: SpanFacts) -> str:
+    return "FAILED" if root.failed else "COMPLETED"
+
+
+def _new_turn(trace: str, spans: list[SpanFacts]) -> NewTurn:
+    """A trace's turn as its first spans seen make it: complete if its root is among them."""
+    root = next((s for s in spans if s.is_root), None)
+    return NewTurn(
+        task_id=trace,
+        created_at=spans[0].start if root is None else root.start,
+        status="RUNNING" if root is None else _status(root),
+        completed_at=None if root is None else root.end,
+        user_query=None if root is None else root.user_query,
+        result=None if root is None else root.result,
+        tokens_used=sum(s.tokens for s in spans),
+        events=[s.event for s in spans],
+    )
+
+
 
 @dataclass
 class Outcome:
@@ -355,7 +381,8 @@ class Outcome:
 
 
 async def ingest(engine: AsyncEngine, viewer: Viewer, request: ExportTraceServiceRequest) -> Outcome:
-    """Records the request's spans, one transaction for each session they go to."""
+    """Records the request's spans in one transaction (a span a rule refuses is left out and
+    counted; nothing else is lost)."""
     outcome = Outcome()
     spans: list[SpanFacts] = []
     for resource_spans in request.resource_spans:
@@ -366,19 +393,26 @@ async def ingest(engine: AsyncEngine, viewer: Viewer, request: ExportTraceServic
                     spans.append(read_span(span, resource, viewer))
                 except RuleBroken as e:
                     outcome.rejected[str(e)] += 1
+    if not spans:
+        return outcome
     groups = await _sessions_of(engine, viewer, spans)
-    for (owner, name), group in groups.items():
-        for attempt in (1, 2):
-            try:
-                rejected = await _store(engine, viewer, owner, name, group)
-                break
-            except IntegrityError:
-                # A concurrent request created the same session (its external id) first: the
-                # second attempt finds it.
-                if attempt == 2:
-                    raise
-        outcome.rejected.update(rejected)
-        outcome.accepted += len(group) - sum(rejected.values())
+    # Sessions in one order for every request (by owner and name), so that two requests
+    # never wait for each other's session locks the other way round.
+    order = sorted(groups, key=lambda key: (key[0], key[1][0], str(key[1][1])))
+    for attempt in (1, 2):
+        try:
+            rejected: Counter = Counter()
+            async with publishing(engine) as publication:
+                for owner, name in order:
+                    rejected.update(await _store(publication, viewer, owner, name, groups[owner, name]))
+            break
+        except IntegrityError:
+            # A concurrent request created one of these sessions (its external id) first:
+            # the second attempt finds it.
+            if attempt == 2:
+                raise
+    outcome.rejected.update(rejected)
+    outcome.accepted += len(spans) - sum(rejected.values())
     return outcome
 
 
@@ -421,106 +455,90 @@ async def _sessions_of(engine: AsyncEngine, viewer: Viewer, spans: list[SpanFact
     return groups
 
 
-async def _store(engine: AsyncEngine, viewer: Viewer, owner: uuid.UUID, name: tuple, spans: list[SpanFacts]) -> Counter:
-    """Stores the spans of one session in one transaction; the rejected ones by reason."""
+async def _store(publication: Publication, viewer: Viewer, owner: uuid.UUID, name: tuple, spans: list[SpanFacts]) -> Counter:
+    """Stores the spans of one session; the rejected ones by reason."""
     rejected: Counter = Counter()
-    async with publishing(engine) as publication:
-        connection = publication.connection
-        now = datetime.now(UTC)
-        if not await ensure_user(connection, owner, viewer.org_id, now):
-            rejected[f"No user {owner} in this organisation."] += len(spans)
-            return rejected
-        how, value = name
-        if how == "external":
-            stored = await store_session(connection, NewSession(
-                org_id=viewer.org_id,
-                user_id=owner,
-                created_at=min(s.start for s in spans),
-                session_id=uuid.uuid4(),
-                external_id=value,
-                identity_type=viewer.identity_type,
-            ))
-            session = await lock_session(connection, stored.session_id)
-            if stored.created:
-                publication.announce(session_changed("CREATED", session))
-        else:
-            session = await lock_session(connection, value)
-        if not may_write(viewer, session):
-            rejected[f"No session {value!s} for this key."] += len(spans)
-            return rejected
+    connection = publication.connection
+    # The key's own user is in its organisation (the key made it so); another joins it if
+    # never seen, as createSession has it.
+    if owner != viewer.user_id and not await ensure_user(connection, owner, viewer.org_id, datetime.now(UTC)):
+        rejected[f"No user {owner} in this organisation."] += len(spans)
+        return rejected
+    how, value = name
+    if how == "external":
+        stored = await store_session(connection, NewSession(
+            org_id=viewer.org_id,
+            user_id=owner,
+            created_at=min(s.start for s in spans),
+            session_id=uuid.uuid4(),
+            external_id=value,
+            identity_type=viewer.identity_type,
+        ))
+        session = await lock_session(connection, stored.session_id)
+        if stored.created:
+            publication.announce(session_changed("CREATED", session))
+    else:
+        session = await lock_session(connection, value)
+    if not may_write(viewer, session):
+        rejected[f"No session {value!s} for this key."] += len(spans)
+        return rejected
 
-        # New spans only (a retry's are stored already), the first of a span id twice.
-        keys = {s.span_id for s in spans}
-        known = set((await connection.scalars(
-            select(Event.dedup_key).where(Event.session_id == session.id, Event.dedup_key.in_(keys))
-        )).all())
-        new: dict[str, SpanFacts] = {}
-        for s in spans:
-            if s.span_id not in known:
-                new.setdefault(s.span_id, s)
-        if not new:
-            return rejected
-        if session.status == "DONE":
-            rejected[ENDED] += len(new)
-            return rejected
-        # The session began with its earliest span, whichever came first.
-        await session_started_by(connection, session.id, min(s.start for s in new.values()))
+    # New spans only (a retry's are stored already), the first of a span id twice.
+    keys = {s.span_id for s in spans}
+    known = set((await connection.scalars(
+        select(Event.dedup_key).where(Event.session_id == session.id, Event.dedup_key.in_(keys))
+    )).all())
+    new: dict[str, SpanFacts] = {}
+    for s in spans:
+        if s.span_id not in known:
+            new.setdefault(s.span_id, s)
+    if not new:
+        return rejected
+    if session.status == "DONE":
+        rejected[ENDED] += len(new)
+        return rejected
+    # The session began with its earliest span, whichever came first.
+    if (earliest := min(s.start for s in new.values())) < session.created_at:
+        await session_started_by(connection, session.id, earliest)
 
-        traces: dict[str, list[SpanFacts]] = defaultdict(list)
-        for s in new.values():
-            traces[s.trace_id].append(s)
-        turns = {
-            row.task_id: row
-            for row in (await connection.execute(
-                select(Turn.id, Turn.task_id, Turn.session_id, Turn.status, Turn.tokens_used, Turn.cost_usd_micros)
-                .where(Turn.session_id == session.id, Turn.task_id.in_(set(traces)))
-            )).all()
-        }
-        started = [
-            NewTurn(
-                task_id=trace,
-                created_at=min(s.start for s in trace_spans),
-                status="RUNNING",
-                tokens_used=sum(s.tokens for s in trace_spans),
-            )
-            for trace, trace_spans in traces.items()
-            if trace not in turns
-        ]
-        if started:
-            await add_turns(connection, session.id, started)
-            for row in (await connection.execute(
-                select(Turn.id, Turn.task_id, Turn.session_id, Turn.status, Turn.tokens_used, Turn.cost_usd_micros)
-                .where(Turn.session_id == session.id, Turn.task_id.in_([t.task_id for t in started]))
-            )).all():
-                turns[row.task_id] = row
-                publication.announce(session_changed("TURN_STARTED", session, row.id))
-        for trace, trace_spans in traces.items():
-            if not any(t.task_id == trace for t in started):
-                await add_turn_tokens(connection, session.id, turns[trace].id, sum(s.tokens for s in trace_spans))
+    # A trace's spans in start-time order; the traces in the order they started.
+    traces: dict[str, list[SpanFacts]] = defaultdict(list)
+    for s in sorted(new.values(), key=_start):
+        traces[s.trace_id].append(s)
+    turns = {
+        row.task_id: row
+        for row in (await connection.execute(
+            select(*TURN_FIGURES).where(Turn.session_id == session.id, Turn.task_id.in_(set(traces)))
+        )).all()
+    }
 
-        # The events, in start-time order, a run of one turn's at a time.
-        ordered = sorted(new.values(), key=lambda s: s.start)
-        run: list[SpanFacts] = []
-        for s in [*ordered, None]:
-            if run and (s is None or s.trace_id != run[0].trace_id):
-                await append_events_once(connection, session.id, turns[run[0].trace_id].id, [r.event for r in run])
-                run = []
-            if s is not None:
-                run.append(s)
-
-        # The roots complete their turns.
-        for trace, trace_spans in traces.items():
-            root = next((s for s in trace_spans if s.is_root), None)
-            turn = turns[trace]
-            if root is None or turn.status != "RUNNING":
-                continue
+    # A trace whose turn is there: its new events, tokens, and the root's completion.
+    for trace, trace_spans in traces.items():
+        turn = turns.get(trace)
+        if turn is None:
+            continue
+        await append_events_once(connection, session.id, turn.id, [s.event for s in trace_spans])
+        await add_turn_tokens(connection, session.id, turn.id, sum(s.tokens for s in trace_spans))
+        root = next((s for s in trace_spans if s.is_root), None)
+        if root is not None and turn.status == "RUNNING":
             await end_turn(
-                connection, turn, "FAILED" if root.failed else "COMPLETED", root.end,
-                result=root.result, started_at=root.start, user_query=root.user_query,
+                connection, turn, _status(root), root.end, result=root.result, started_at=root.start, user_query=root.user_query
             )
             publication.announce(session_changed("TURN_COMPLETED", session, turn.id))
 
-        last_seq = await connection.scalar(select(Session.event_count).where(Session.id == session.id))
-        if last_seq > session.event_count:
-            publication.announce(events_appended(session, session.event_count + 1, last_seq))
+    # A trace seen for the first time: a new turn with its events (all of them in a few
+    # statements, `add_turns`), complete when its root came.
+    started = [_new_turn(trace, trace_spans) for trace, trace_spans in traces.items() if trace not in turns]
+    if started:
+        await add_turns(connection, session.id, started)
+        for row in (await connection.execute(
+            select(Turn.id, Turn.status).where(Turn.session_id == session.id, Turn.task_id.in_([t.task_id for t in started]))
+            .order_by(Turn.position)
+        )).all():
+            publication.announce(session_changed("TURN_STARTED", session, row.id))
+            if row.status != "RUNNING":
+                publication.announce(session_changed("TURN_COMPLETED", session, row.id))
+
+    # Every event written here is new (`new`): they took the seqs after the session's last.
+    publication.announce(events_appended(session, session.event_count + 1, session.event_count + len(new)))
     return rejected
