@@ -3,6 +3,7 @@ OTLP/HTTP exporter to a live server become the sessions, turns and events the co
 promises; retries and any order or split of a trace's spans give the same session; refusals
 are counted in partial_success; errors are answered with OTLP/HTTP's status codes."""
 
+import asyncio
 import base64
 import gzip
 import json
@@ -350,6 +351,52 @@ async def test_a_live_subscriber_sees_ingested_events(engine, org):
     assert [(d["sessionEvents"]["seq"], d["sessionEvents"]["type"], d["sessionEvents"]["message"]) for d in got] == [
         (2, "LLM_OUTPUT", "second"), (3, "LLM_OUTPUT", "hello")
     ]
+
+
+async def test_a_span_without_the_session_attribute_goes_to_its_traces_session(engine, org, server):
+    """Instrumentations often set gen_ai.conversation.id on the model calls only: the agent's
+    root span, without it, still completes the turn in the conversation's session, whether
+    it comes with its children or in a later request."""
+    key = await api_key(engine, org.alice)
+    spans = Spans()
+    together = spans.open("agent", 0)
+    spans.span("chat", 1, 2, together, **{"gen_ai.conversation.id": "c-1", "gen_ai.operation.name": "chat"})
+    spans.close(together, 3, **{"output.value": "first"})
+    later = spans.open("agent", 10)
+    spans.span("chat", 11, 12, later, **{"gen_ai.conversation.id": "c-1", "gen_ai.operation.name": "chat"})
+    spans.close(later, 13, **{"output.value": "second"})
+    finished = spans.finished()  # as they ended: a chat, its root, the other chat, its root
+    assert [s.name for s in finished] == ["chat", "agent", "chat", "agent"]
+    export(server, key, finished[:2])  # the first trace in one request
+    export(server, key, finished[2:3])  # the second over two
+    export(server, key, finished[3:])
+    session = await session_of(engine, org.alice, "c-1")
+    assert [(t["status"], t["finalOutput"]) for t in turns_of(session).values()] == [("COMPLETED", "first"), ("COMPLETED", "second")]
+    assert session["events"]["totalCount"] == 4
+    for root in (together, later):
+        assert await session_of(engine, org.alice, trace_id(root)) is None  # no session of its own
+
+
+async def test_concurrent_exports_into_one_new_conversation_make_one_session(engine, org):
+    key = await api_key(engine, org.alice)
+    spans = Spans()
+    for t in range(8):
+        root = spans.open(f"turn {t}", 10 * t, **{"session.id": "busy"})
+        spans.span("chat", 10 * t + 1, 10 * t + 2, root, **{"session.id": "busy", "llm.token_count.total": t})
+        spans.close(root, 10 * t + 3)
+    finished = spans.finished()
+    async with app_client(engine) as http:
+        async def send(batch) -> ExportTraceServiceResponse:
+            response = await http.post("/v1/traces", content=encode_spans(batch).SerializeToString(),
+                                       headers={"Content-Type": "application/x-protobuf", "X-API-Key": key})
+            assert response.status_code == 200
+            return ExportTraceServiceResponse.FromString(response.content)
+
+        answers = await asyncio.gather(*(send(finished[i:i + 2]) for i in range(0, len(finished), 2)))
+    assert not any(answer.HasField("partial_success") for answer in answers)
+    session = await session_of(engine, org.alice, "busy")
+    assert (session["turnCount"], session["tokensUsed"], session["events"]["totalCount"]) == (8, sum(range(8)), 16)
+    assert sorted(e["seq"] for e in events_of(session)) == list(range(1, 17))
 
 
 # -- who may write what
