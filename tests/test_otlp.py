@@ -28,7 +28,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from tests.conftest import T0, api_key, ok
+from sessiongraph.ingest.otlp import ingest
+from tests.conftest import T0, api_key, count_statements, ok
 from tests.live_server import app_client, live_server
 from tests.test_recording import machine
 from tests.test_subscriptions import EVENTS, subscribe, take
@@ -399,6 +400,25 @@ async def test_concurrent_exports_into_one_new_conversation_make_one_session(eng
     assert sorted(e["seq"] for e in events_of(session)) == list(range(1, 17))
 
 
+async def test_a_batch_costs_the_same_statements_whatever_its_number_of_traces(engine, org):
+    """New traces' turns and events are written together (a few statements a session), not
+    trace by trace. The live notices aside: on PostgreSQL the broker sends one pg_notify for
+    each turn started or completed, as for the mutations."""
+    costs = []
+    for count in (2, 40):
+        spans = Spans()
+        for t in range(count):
+            root = spans.open(f"turn {t}", t, **{"session.id": f"size-{count}"})
+            spans.span("chat", t + 0.1, t + 0.2, root, **{"session.id": f"size-{count}", "gen_ai.operation.name": "chat"})
+            spans.close(root, t + 0.5)
+        with count_statements(engine) as counter:
+            outcome = await ingest(engine, org.alice, encode_spans(spans.finished()))
+        assert (outcome.accepted, outcome.rejected) == (2 * count, {})
+        costs.append(len([s for s in counter.statements if "pg_notify" not in s]))
+        assert (await session_of(engine, org.alice, f"size-{count}"))["turnCount"] == count
+    assert costs[0] == costs[1]
+
+
 # -- who may write what
 
 
@@ -492,6 +512,15 @@ async def test_bad_key_malformed_oversized_and_unsupported_bodies(engine, org):
 
 # -- the README's example
 
+README_QUERY = """
+{
+  session(id: "weather-1") {
+    turnCount tokensUsed
+    turns { nodes { taskId userQuery finalOutput status tokensUsed executionTimeMs agentsInvolved } }
+    events(first: 20) { nodes { seq type agentId message timestamp } }
+  }
+}"""
+
 
 async def test_the_example_agent_records_its_conversation(engine, org, server):
     key = await api_key(engine, org.alice)
@@ -507,3 +536,6 @@ async def test_the_example_agent_records_its_conversation(engine, org, server):
     ]
     assert all(t["tokensUsed"] > 0 for t in turns) and session["tokensUsed"] == sum(t["tokensUsed"] for t in turns)
     assert [e["type"] for e in events_of(session)][:4] == ["AGENT", "LLM_OUTPUT", "TOOL_INVOKED", "LLM_OUTPUT"]
+    shown = (await ok(engine, org.alice, README_QUERY))["session"]  # the query the README shows
+    assert [t["finalOutput"] for t in shown["turns"]["nodes"]] == [t["finalOutput"] for t in turns]
+    assert [e["message"] for e in shown["events"]["nodes"]] == [e["message"] for e in events_of(session)]
