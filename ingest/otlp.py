@@ -44,6 +44,8 @@ from sessiongraph.models.recording import (
     NewEvent,
     NewSession,
     NewTurn,
+    SessionEnded,
+    Stored,
     add_turn_tokens,
     add_turns,
     append_events_once,
@@ -53,6 +55,7 @@ from sessiongraph.models.recording import (
     session_started_by,
     store_session,
 )
+from sessiongraph.observability.metrics import events_written
 from sessiongraph.resolvers.context import Viewer
 from sessiongraph.resolvers.rules import (
     ENDED,
@@ -456,7 +459,13 @@ async def _sessions_of(engine: AsyncEngine, viewer: Viewer, spans: list[SpanFact
 
 
 async def _store(publication: Publication, viewer: Viewer, owner: uuid.UUID, name: tuple, spans: list[SpanFacts]) -> Counter:
-    """Stores the spans of one session; the rejected ones by reason."""
+    """Stores the spans of one session; the rejected ones by reason.
+
+    The traces the session has no turn for yet come as new turns with their events and
+    figures in one `store_session` (a new session with all of it in a few statements, or
+    `add_turns` into the stored one); the spans of traces it has a turn for are appended to
+    that turn, less those it has already (a retry), adding their tokens, the root
+    completing the turn."""
     rejected: Counter = Counter()
     connection = publication.connection
     # The key's own user is in its organisation (the key made it so); another joins it if
@@ -464,81 +473,86 @@ async def _store(publication: Publication, viewer: Viewer, owner: uuid.UUID, nam
     if owner != viewer.user_id and not await ensure_user(connection, owner, viewer.org_id, datetime.now(UTC)):
         rejected[f"No user {owner} in this organisation."] += len(spans)
         return rejected
+    unique: dict[str, SpanFacts] = {}  # a span id twice in a request: the first
+    for s in spans:
+        unique.setdefault(s.span_id, s)
+    # A trace's spans in start-time order; the traces in the order they started.
+    traces: dict[str, list[SpanFacts]] = defaultdict(list)
+    for s in sorted(unique.values(), key=_start):
+        traces[s.trace_id].append(s)
+
     how, value = name
+    stored = Stored(value, False, 0, 0)
     if how == "external":
-        stored = await store_session(connection, NewSession(
+        new = NewSession(
             org_id=viewer.org_id,
             user_id=owner,
-            created_at=min(s.start for s in spans),
+            created_at=min(s.start for s in unique.values()),
             session_id=uuid.uuid4(),
             external_id=value,
             identity_type=viewer.identity_type,
-        ))
-        session = await lock_session(connection, stored.session_id)
-        if stored.created:
-            publication.announce(session_changed("CREATED", session))
-    else:
-        session = await lock_session(connection, value)
+            turns=[_new_turn(trace, trace_spans) for trace, trace_spans in traces.items()],
+        )
+        try:
+            stored = await store_session(connection, new)
+        except SessionEnded:  # a DONE session takes no new turn: its spans are refused below
+            new.turns = []
+            stored = await store_session(connection, new)
+    session = await lock_session(connection, stored.session_id)
     if not may_write(viewer, session):
         rejected[f"No session {value!s} for this key."] += len(spans)
         return rejected
-
-    # New spans only (a retry's are stored already), the first of a span id twice.
-    keys = {s.span_id for s in spans}
-    known = set((await connection.scalars(
-        select(Event.dedup_key).where(Event.session_id == session.id, Event.dedup_key.in_(keys))
-    )).all())
-    new: dict[str, SpanFacts] = {}
-    for s in spans:
-        if s.span_id not in known:
-            new.setdefault(s.span_id, s)
-    if not new:
-        return rejected
-    if session.status == "DONE":
-        rejected[ENDED] += len(new)
-        return rejected
-    # The session began with its earliest span, whichever came first.
-    if (earliest := min(s.start for s in new.values())) < session.created_at:
-        await session_started_by(connection, session.id, earliest)
-
-    # A trace's spans in start-time order; the traces in the order they started.
-    traces: dict[str, list[SpanFacts]] = defaultdict(list)
-    for s in sorted(new.values(), key=_start):
-        traces[s.trace_id].append(s)
-    turns = {
-        row.task_id: row
+    if stored.created:
+        events_written(stored.events)  # the writer counts the events it appends, not a new session's
+        publication.announce(session_changed("CREATED", session))
+    added: set[str] = set()
+    if stored.turns:  # the session's last turns
         for row in (await connection.execute(
-            select(*TURN_FIGURES).where(Turn.session_id == session.id, Turn.task_id.in_(set(traces)))
-        )).all()
-    }
-
-    # A trace whose turn is there: its new events, tokens, and the root's completion.
-    for trace, trace_spans in traces.items():
-        turn = turns.get(trace)
-        if turn is None:
-            continue
-        await append_events_once(connection, session.id, turn.id, [s.event for s in trace_spans])
-        await add_turn_tokens(connection, session.id, turn.id, sum(s.tokens for s in trace_spans))
-        root = next((s for s in trace_spans if s.is_root), None)
-        if root is not None and turn.status == "RUNNING":
-            await end_turn(
-                connection, turn, _status(root), root.end, result=root.result, started_at=root.start, user_query=root.user_query
-            )
-            publication.announce(session_changed("TURN_COMPLETED", session, turn.id))
-
-    # A trace seen for the first time: a new turn with its events (all of them in a few
-    # statements, `add_turns`), complete when its root came.
-    started = [_new_turn(trace, trace_spans) for trace, trace_spans in traces.items() if trace not in turns]
-    if started:
-        await add_turns(connection, session.id, started)
-        for row in (await connection.execute(
-            select(Turn.id, Turn.status).where(Turn.session_id == session.id, Turn.task_id.in_([t.task_id for t in started]))
+            select(Turn.id, Turn.task_id, Turn.status)
+            .where(Turn.session_id == session.id, Turn.position > session.turn_count - stored.turns)
             .order_by(Turn.position)
         )).all():
+            added.add(row.task_id)
             publication.announce(session_changed("TURN_STARTED", session, row.id))
             if row.status != "RUNNING":
                 publication.announce(session_changed("TURN_COMPLETED", session, row.id))
+    written = [s for trace in added for s in traces[trace]]
 
-    # Every event written here is new (`new`): they took the seqs after the session's last.
-    publication.announce(events_appended(session, session.event_count + 1, session.event_count + len(new)))
+    # The traces the session has a turn for already: the spans it does not have yet.
+    rest = {trace: trace_spans for trace, trace_spans in traces.items() if trace not in added}
+    appended = 0
+    if rest:
+        known = set((await connection.scalars(select(Event.dedup_key).where(
+            Event.session_id == session.id, Event.dedup_key.in_({s.span_id for ss in rest.values() for s in ss})
+        ))).all())
+        fresh = {trace: kept for trace, trace_spans in rest.items() if (kept := [s for s in trace_spans if s.span_id not in known])}
+        if fresh and session.status == "DONE":
+            rejected[ENDED] += sum(map(len, fresh.values()))
+            fresh = {}
+        turns = {
+            row.task_id: row
+            for row in (await connection.execute(
+                select(*TURN_FIGURES).where(Turn.session_id == session.id, Turn.task_id.in_(set(fresh)))
+            )).all()
+        } if fresh else {}
+        for trace, trace_spans in fresh.items():
+            turn = turns[trace]
+            await append_events_once(connection, session.id, turn.id, [s.event for s in trace_spans])
+            await add_turn_tokens(connection, session.id, turn.id, sum(s.tokens for s in trace_spans))
+            root = next((s for s in trace_spans if s.is_root), None)
+            if root is not None and turn.status == "RUNNING":
+                await end_turn(
+                    connection, turn, _status(root), root.end, result=root.result, started_at=root.start, user_query=root.user_query
+                )
+                publication.announce(session_changed("TURN_COMPLETED", session, turn.id))
+            appended += len(trace_spans)
+            written += trace_spans
+
+    if written:
+        # The session began with its earliest span, whichever came first.
+        if (earliest := min(s.start for s in written)) < session.created_at:
+            await session_started_by(connection, session.id, earliest)
+        # The events written here took the session's last seqs.
+        last = session.event_count + appended
+        publication.announce(events_appended(session, last - len(written) + 1, last))
     return rejected
