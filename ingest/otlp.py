@@ -374,7 +374,6 @@ def _new_turn(trace: str, spans: list[SpanFacts]) -> NewTurn:
     )
 
 
-
 @dataclass
 class Outcome:
     """What became of a request's spans: stored (new or already there), rejected by reason."""
@@ -421,17 +420,18 @@ async def ingest(engine: AsyncEngine, viewer: Viewer, request: ExportTraceServic
 
 async def _sessions_of(engine: AsyncEngine, viewer: Viewer, spans: list[SpanFacts]) -> dict:
     """The spans by (owner, session): ("external", id) from their attributes or their trace's;
-    ("id", session id) for a trace whose turn is stored already; else ("external", trace id)."""
+    for a trace whose turn is stored already, that session's ("external", id) (or ("id",
+    session id) when it has none); else ("external", trace id)."""
     named: dict[tuple, str] = {}
     for s in spans:
         if s.session_name is not None:
             named.setdefault((s.owner, s.trace_id), s.session_name)
     unnamed = {(s.owner, s.trace_id) for s in spans if s.session_name is None and (s.owner, s.trace_id) not in named}
-    stored: dict[tuple, uuid.UUID] = {}
+    stored: dict[tuple, tuple] = {}
     if unnamed:
         async with engine.connect() as connection:
             rows = (await connection.execute(
-                select(Session.user_id, Turn.task_id, Session.id)
+                select(Session.user_id, Turn.task_id, Session.id, Session.external_id)
                 .join(Turn, Turn.session_id == Session.id)
                 .where(
                     Session.org_id == viewer.org_id,
@@ -442,7 +442,9 @@ async def _sessions_of(engine: AsyncEngine, viewer: Viewer, spans: list[SpanFact
                 .order_by(Session.created_at)
             )).all()
         for row in rows:
-            stored.setdefault((row.user_id, row.task_id), row.id)
+            # By its external id where it has one (any the ingest made has): one name a
+            # session, so the order its lock is taken in is the same for every request.
+            stored.setdefault((row.user_id, row.task_id), ("id", row.id) if row.external_id is None else ("external", row.external_id))
     groups: dict[tuple, list[SpanFacts]] = defaultdict(list)
     for s in spans:
         key = (s.owner, s.trace_id)
@@ -451,7 +453,7 @@ async def _sessions_of(engine: AsyncEngine, viewer: Viewer, spans: list[SpanFact
         elif key in named:
             name = ("external", named[key])
         elif key in stored:
-            name = ("id", stored[key])
+            name = stored[key]
         else:
             name = ("external", s.trace_id)
         groups[s.owner, name].append(s)
