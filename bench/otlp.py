@@ -206,8 +206,15 @@ def run(kind: str, args) -> list[tuple[str, int, float]]:
         results.append(("appendEvents, 512 a call", total, appending))
         results.append(("POST /v1/traces (OTLP protobuf, 512 spans a request)", total, ingesting))
 
-        stored = graphql(http, ingest_key, "{ sessions(first: 100) { totalCount edges { node { turnCount tokensUsed } } } }", {})
-        turns = sum(e["node"]["turnCount"] for e in stored["sessions"]["edges"])
+        # What the ingest stored: a turn a trace (the sessions page by page).
+        turns, after = 0, None
+        while True:
+            page = graphql(http, ingest_key, "query($after: String) { sessions(first: 100, after: $after) { "
+                           "pageInfo { hasNextPage endCursor } nodes { turnCount } } }", {"after": after})["sessions"]
+            turns += sum(node["turnCount"] for node in page["nodes"])
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
         assert turns == args.traces, (turns, args.traces)
         if not args.per_trace:
             return results
