@@ -113,11 +113,27 @@ def event_content(message: str | None, message_base64: str | None) -> bytes | No
     return content
 
 
+# A NUL character, which PostgreSQL stores in neither text nor jsonb (refused on SQLite too,
+# so that both databases take the same input); in JSON text, \u0000 after an even number of
+# backslashes.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def json_size(value, what: str) -> int:
     try:
-        return len(orjson.dumps(value))
+        dumped = orjson.dumps(value)
     except TypeError:
         raise RuleBroken(f"The {what} is not JSON.") from None
+    if b"\\u0000" in dumped and _JSON_NUL.search(dumped):
+        raise RuleBroken(f"The {what} has a NUL character (\\u0000), which cannot be stored.")
+    return len(dumped)
+
+
+def check_storable_text(value: str | None, what: str) -> str | None:
+    """A long free text stored as text (a turn's user query or result): no NUL character."""
+    if value is not None and "\x00" in value:
+        raise RuleBroken(f"The {what} has a NUL character, which cannot be stored.")
+    return value
 
 
 def check_payload(payload):

@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from sessiongraph.ingest.otlp import ingest
-from tests.conftest import T0, api_key, count_statements, ok
+from tests.conftest import T0, api_key, count_statements, execute, ok
 from tests.live_server import app_client, live_server
 from tests.test_recording import machine
 from tests.test_subscriptions import EVENTS, subscribe, take
@@ -461,6 +461,29 @@ async def test_a_user_key_cannot_name_another_user_and_a_refused_span_leaves_its
     assert [e["message"] for e in events_of(session)] == ["root", "fine"]
     assert (session["tokensUsed"], turns_of(session)[trace_id(root)]["status"]) == (3, "COMPLETED")
     assert await session_of(engine, org.bob, "mixed") is None
+
+
+async def test_a_nul_character_is_refused_with_its_reason_as_appendEvents_refuses_it(engine, org):
+    """PostgreSQL stores a NUL in neither jsonb nor text: the shared rule refuses it on both
+    databases, for the ingest (that span, counted) and for appendEvents (BAD_USER_INPUT)."""
+    spans = Spans()
+    # The root's messages are JSON text: a NUL escaped in it passes the payload's rule and
+    # is a NUL in the user query it gives.
+    root = spans.open("root", 0, **{"session.id": "nul", "gen_ai.input.messages": messages(("user", "ask\x00"))})
+    spans.span("attribute", 1, 2, root, **{"session.id": "nul", "note": "a\x00b"})
+    spans.span("fine", 2, 3, root, **{"session.id": "nul"})
+    spans.close(root, 4)
+    outcome = await ingest(engine, org.alice, encode_spans(spans.finished()))
+    assert outcome.rejected == {
+        "The payload has a NUL character (\\u0000), which cannot be stored.": 1,
+        "The user query has a NUL character, which cannot be stored.": 1,
+    }
+    session = await session_of(engine, org.alice, "nul")
+    assert [e["message"] for e in events_of(session)] == ["fine"]
+    result = await execute(engine, org.alice, """mutation($e: [EventInput!]!) {
+      appendEvents(input: {sessionId: "nul", events: $e}) { events { seq } } }""", {"e": [{"type": "X", "payload": {"a": "x\x00"}}]})
+    assert [e.extensions["code"] for e in result.errors] == ["BAD_USER_INPUT"]
+    assert "NUL character" in result.errors[0].message
 
 
 # -- HTTP errors
