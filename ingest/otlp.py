@@ -47,7 +47,6 @@ from sessiongraph.models.recording import (
     SessionEnded,
     Stored,
     add_turn_tokens,
-    add_turns,
     append_events_once,
     end_turn,
     ensure_user,

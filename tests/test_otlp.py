@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -205,8 +206,6 @@ def events_of(session: dict) -> list[dict]:
 
 
 def iso(seconds: float) -> str:
-    from datetime import timedelta
-
     return (T0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
 
 
