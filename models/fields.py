@@ -590,6 +590,17 @@ def exposed(type_name: str) -> tuple[Field, ...]:
     return tuple(f for f in FIELDS.get(type_name) or NESTED[type_name] if f.exposed)
 
 
+def columns_read(f: Field) -> tuple[str, ...]:
+    """The columns a field's value follows from, the columns of the objects read from the
+    row itself included (a TERMINAL session's details are its row's columns)."""
+    columns = dict.fromkeys(f.columns)
+    if isinstance(f.annotation, Nested) and f.stored is None:
+        for g in NESTED[f.annotation.name]:
+            if g.stored is not None or g.reads:
+                columns.update(dict.fromkeys(columns_read(g)))
+    return tuple(columns)
+
+
 def stored(type_name: str) -> tuple[Field, ...]:
     """The columns of the table of `type_name`'s rows."""
     return tuple(f for f in TABLE_FIELDS[type_name] if f.stored is not None)
