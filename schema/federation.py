@@ -70,8 +70,9 @@ class User:
         order_by: SessionOrder | None = None,
     ) -> Connection[Session]:
         # The filter's own userId is this user's: another one would list nothing of this user.
-        given = {} if filter is None else vars(filter)
-        return await session_list(info, first, after, last, before, {**given, "user_id": uuid.UUID(self.id)}, order_by)
+        # Every user's page is loaded together (loaders.OwnedKey): a fixed number of statements.
+        given = {} if filter is None else {**vars(filter), "user_id": None}
+        return await session_list(info, first, after, last, before, given, order_by, owner=uuid.UUID(self.id))
 
 
 Entity = Annotated[Session | Turn | Event | User, strawberry.union("_Entity")]

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,9 @@ from graphql import build_schema, parse, value_from_ast_untyped
 from sessiongraph.planner.extension import PlannedExecution
 from sessiongraph.resolvers.ids import to_global_id
 from sessiongraph.schema import SDL_PATH, schema
-from tests.conftest import api_key, count_statements, event_, ok, store, turn_
+from sessiongraph.models.recording import ensure_user
+from sessiongraph.resolvers.context import Viewer
+from tests.conftest import T0, api_key, count_statements, event_, ok, store, turn_
 from tests.live_server import app_client, free_port, key, live_server  # noqa: F401  key: a fixture
 
 ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) {
@@ -100,6 +103,53 @@ async def test_a_hundred_session_entities_cost_what_one_does_and_are_planned(eng
 
     one, hundred = await run(1), await run(100)
     assert hundred == one == 2  # the sessions, then all their turns' pages
+
+
+
+USERS_SESSIONS = """query($r: [_Any!]!) { _entities(representations: $r) { ... on User { id
+  sessions(first: 2, orderBy: {field: CREATED_AT, direction: ASC}) {
+    totalCount pageInfo { hasNextPage endCursor } nodes { title turns(first: 2) { nodes { taskId } } } } } } }"""
+
+
+@pytest.mark.usefixtures("both_executions")
+async def test_a_hundred_users_sessions_cost_what_one_users_do(engine, org):
+    """A gateway asking for N users' sessions: one statement for all their pages, one for
+    their totals, one for the turns under them, whatever N."""
+    users = [org.alice.user_id, org.bob.user_id]
+    async with engine.begin() as connection:
+        for _ in range(98):
+            users.append(uuid.uuid4())
+            await ensure_user(connection, users[-1], org.id, T0)
+    for n, user in enumerate(users):
+        owner = Viewer(user, org.id, "USER", "USER")
+        for i in range(3 if n < 2 else 1):
+            await store(engine, owner, minutes=n + i / 10, title=f"u{n}.{i}", turns=[turn_(f"t{n}.{i}", n)])
+
+    async def run(count: int) -> int:
+        representations = [{"__typename": "User", "id": str(u)} for u in users[:count]]
+        with count_statements(engine) as counter:
+            data = await ok(engine, org.admin, USERS_SESSIONS, {"r": representations})
+        for n, got in enumerate(data["_entities"]):
+            sessions = got["sessions"]
+            assert got["id"] == str(users[n])
+            assert sessions["totalCount"] == (3 if n < 2 else 1)
+            assert [s["title"] for s in sessions["nodes"]] == [f"u{n}.{i}" for i in range(2 if n < 2 else 1)]
+            assert [s["turns"]["nodes"] for s in sessions["nodes"]] == [[{"taskId": f"t{n}.{i}"}] for i in range(2 if n < 2 else 1)]
+            assert sessions["pageInfo"]["hasNextPage"] is (n < 2)
+        return counter.count, data
+
+    (one, _), (hundred, data) = await run(1), await run(100)
+    assert one == hundred == 3
+
+    # The next page of each user goes on from that user's cursor.
+    after = """query($r: [_Any!]!, $after: String) { _entities(representations: $r) { ... on User {
+      sessions(after: $after, orderBy: {field: CREATED_AT, direction: ASC}) { nodes { title } } } } }"""
+    cursor = data["_entities"][1]["sessions"]["pageInfo"]["endCursor"]
+    rest = await ok(engine, org.admin, after, {"r": [{"__typename": "User", "id": str(users[1])}], "after": cursor})
+    assert rest["_entities"] == [{"sessions": {"nodes": [{"title": "u1.2"}]}}]
+    # A USER sees only its own sessions, whoever's User it asks about.
+    mine = await ok(engine, org.alice, USERS_SESSIONS, {"r": [{"__typename": "User", "id": str(u)} for u in users[:3]]})
+    assert [e["sessions"]["totalCount"] for e in mine["_entities"]] == [3, 0, 0]
 
 
 async def test_user_sessions_take_the_session_list_arguments(engine, org):
