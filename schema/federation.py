@@ -5,7 +5,11 @@ public SDL (the schema without any of the federation machinery).
 `_entities` and `_service` are written here rather than left to Strawberry's own: Strawberry's
 resolve the representations one by one outside the planner's reach; these are plain async
 resolvers, so a gateway's entity fetch is planned like any query, and its representations
-are looked up together through the DataLoaders (100 sessions: one statement)."""
+are looked up together through the DataLoaders (100 sessions: one statement; 100 users'
+sessions: one statement for their pages).
+
+The SDL a gateway reads carries the demand-control directives (`@cost`, `@listSize`), derived
+from the server's own cost estimate (`with_costs`, at the end)."""
 
 import asyncio
 import re
@@ -37,7 +41,6 @@ from graphql import (
 from strawberry.federation.schema import FederationAny
 
 from sessiongraph.gate.limits import PAGE_SIZE_ARGUMENTS, default_page_size
-
 from sessiongraph.resolvers import queries
 from sessiongraph.resolvers.ids import from_global_id, parse_uuid
 from sessiongraph.schema.connections import Connection

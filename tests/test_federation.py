@@ -1,7 +1,8 @@
 """sessiongraph as an Apollo Federation v2 subgraph (schema/federation.py): `_service { sdl }`
 declares the keys, `_entities` resolves sessions, turns, events and users with the caller's
-visibility, in a fixed number of statements, planned; `--no-federation` serves none of it;
-the public SDL carries no federation directive."""
+visibility, in a fixed number of statements, planned (a hundred users' sessions too);
+`--no-federation` serves none of it; the public SDL carries no federation directive; the
+served one's @cost/@listSize make Hive Gateway's demand control count what the server does."""
 
 import contextlib
 import json
