@@ -179,3 +179,38 @@ def link_url(token: str) -> str:
         host = f"{server[0]}:{server[1]}"
     scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), scope.get("scheme", "http"))
     return f"{scheme}://{host}{scope.get('root_path', '')}{path}"
+
+
+def export_command(args) -> int:
+    """`sessiongraph export SESSION_ID --format F [--output FILE]` (cli/): the exit status."""
+    import sys
+
+    from sessiongraph.models import create_engine
+
+    try:
+        types = None if args.event_types is None else [t.strip() for t in args.event_types.split(",")]
+        options = check_options(ExportFormat(args.format.upper()), types, args.event_time, args.newline, MAX_EXPIRY)
+    except RuleBroken as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    async def run(out) -> None:
+        engine = create_engine(args.url)
+        try:
+            await export_file(engine, args.session_id, options, out)
+        finally:
+            await engine.dispose()
+
+    try:
+        if args.output is None:
+            asyncio.run(run(sys.stdout.buffer))
+            sys.stdout.buffer.flush()
+        else:
+            with open(args.output, "wb") as out:
+                asyncio.run(run(out))
+    except NoSession as e:
+        if args.output is not None:
+            os.remove(args.output)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
