@@ -93,14 +93,12 @@ async def _csv(connection, session, options: Options) -> AsyncIterator[bytes]:
     out.writerow(CSV_COLUMNS)
     created = session.created_at
     async for batch in rows.events(connection, session.id, options.event_types):
-        for e in batch:
-            content = e.content
+        # Rows unpacked as tuples: reading a Row's columns by name costs more than the rest.
+        for seq, type_, agent_id, content, timestamp, _payload, _dedup_key, turn in batch:
             message = None if content is None else text_of(content)
             encoded = "" if content is None or message is not None else _b64(content)
-            micros = _micros(e.timestamp - created)
-            out.writerow(
-                (e.seq, iso(e.timestamp), f"{micros / 1000:.3f}", e.type, e.turn, e.agent_id, message, encoded)
-            )
+            micros = (timestamp - created) // MICROSECOND
+            out.writerow((seq, iso(timestamp), f"{micros / 1000:.3f}", type_, turn, agent_id, message, encoded))
         yield buffer.getvalue().encode()
         buffer.seek(0)
         buffer.truncate()
@@ -119,11 +117,11 @@ async def _text(connection, session, options: Options) -> AsyncIterator[bytes]:
     newline = b"\n" if options.newline else b""
     async for batch in rows.events(connection, session.id, options.event_types):
         parts = []
-        for e in batch:
+        for _seq, _type, _agent_id, content, timestamp, *_ in batch:
             if options.event_time:
-                parts.append(f"{_micros(e.timestamp - created) / 1_000_000:.3f} ".encode())
-            if e.content is not None:
-                parts.append(e.content)
+                parts.append(f"{_micros(timestamp - created) / 1_000_000:.3f} ".encode())
+            if content is not None:
+                parts.append(content)
             parts.append(newline)
         yield b"".join(parts)
 
@@ -142,11 +140,11 @@ async def _asciicast(connection, session, options: Options) -> AsyncIterator[byt
     created, last = session.created_at, 0
     async for batch in rows.events(connection, session.id, types):
         lines = []
-        for e in batch:
-            last = max(last, _micros(e.timestamp - created))
-            data = "" if e.content is None else e.content.decode("utf-8", "replace")
+        for _seq, type_, _agent_id, content, timestamp, *_ in batch:
+            last = max(last, _micros(timestamp - created))
+            data = "" if content is None else content.decode("utf-8", "replace")
             # The time as asciinema writes it (six decimals), as a JSON number.
-            lines.append(b"[%s, %s, %s]\n" % (f"{last / 1_000_000:.6f}".encode(), orjson.dumps(ASCIICAST_CODES[e.type]), orjson.dumps(data)))
+            lines.append(b"[%s, %s, %s]\n" % (f"{last / 1_000_000:.6f}".encode(), orjson.dumps(ASCIICAST_CODES[type_]), orjson.dumps(data)))
         yield b"".join(lines)
 
 
@@ -195,8 +193,8 @@ async def _json(connection, session, options: Options) -> AsyncIterator[bytes]:
     parts = [layout.open(session_object(session), 0), layout.array("events", 0)]
     first = True
     async for batch in rows.loose_events(connection, session.id, types):
-        for e in batch:
-            parts.append(layout.item(event_object(e.type, e.agent_id, e.content, e.timestamp, e.payload, e.dedup_key), 0, first))
+        for _seq, type_, agent_id, content, timestamp, payload, dedup_key in batch:
+            parts.append(layout.item(event_object(type_, agent_id, content, timestamp, payload, dedup_key), 0, first))
             first = False
         yield b"".join(parts)
         parts = []
