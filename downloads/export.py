@@ -164,10 +164,16 @@ async def export_file(engine, session_id: uuid.UUID, options: Options, out) -> i
 current_scope: ContextVar[dict | None] = ContextVar("current_scope", default=None)
 
 
+BASE_URL_ENV = "SESSIONGRAPH_DOWNLOAD_BASE_URL"
+
+
 def link_url(token: str) -> str:
-    """The link's URL: absolute on the server the request came to (its Host, scheme and root
-    path); a path alone outside a request."""
+    """The link's URL: under SESSIONGRAPH_DOWNLOAD_BASE_URL when the deployment sets it (the
+    address its users reach it at, behind a proxy); else absolute on the server the request
+    came to (its Host, scheme and root path); a path alone outside a request."""
     path = PATH + token
+    if base := os.environ.get(BASE_URL_ENV):
+        return base.rstrip("/") + path
     scope = current_scope.get()
     if scope is None:
         return path

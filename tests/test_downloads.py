@@ -297,3 +297,23 @@ async def test_a_large_export_is_written_in_the_memory_of_a_batch(engine, org):
     assert size > 8_000_000 and chunks > 20
     assert peak < early_peak * 1.5, f"peak {peak} bytes after the first 4 chunks' {early_peak}"
     assert peak < size / 2
+
+
+async def test_links_are_made_on_the_deployments_public_address_when_it_is_set(engine, org, client, admin_key, monkeypatch):
+    session_id = await stored_session(engine, org.alice)
+    monkeypatch.setenv("SESSIONGRAPH_DOWNLOAD_BASE_URL", "https://sessions.example.com/api/")
+    made = await link(client, admin_key[1], session_id, "CSV")
+    assert made["url"].startswith("https://sessions.example.com/api/downloads/")
+    assert (await download(client, made["url"])).status_code == 200
+
+
+async def test_the_deployments_own_secret_signs_the_links(engine, org, client, admin_key, monkeypatch):
+    """SESSIONGRAPH_DOWNLOAD_SECRET: links signed with it, refused under another."""
+    session_id = await stored_session(engine, org.alice)
+    monkeypatch.setenv("SESSIONGRAPH_DOWNLOAD_SECRET", "a" * 40)
+    made = await link(client, admin_key[1], session_id, "CSV")
+    assert (await download(client, made["url"])).status_code == 200
+    monkeypatch.setenv("SESSIONGRAPH_DOWNLOAD_SECRET", "b" * 40)
+    assert (await download(client, made["url"])).status_code == 403
+    monkeypatch.delenv("SESSIONGRAPH_DOWNLOAD_SECRET")
+    assert (await download(client, made["url"])).status_code == 403
