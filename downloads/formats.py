@@ -136,7 +136,8 @@ async def _asciicast(connection, session, options: Options) -> AsyncIterator[byt
     if session.title is not None:
         header["title"] = session.title
     yield orjson.dumps(header) + b"\n"
-    types = tuple(t for t in (options.event_types or ASCIICAST_CODES) if t in ASCIICAST_CODES)
+    wanted = ASCIICAST_CODES if options.event_types is None else options.event_types  # [] keeps none
+    types = tuple(t for t in wanted if t in ASCIICAST_CODES)
     created, last = session.created_at, 0
     async for batch in rows.events(connection, session.id, types):
         lines = []

@@ -317,3 +317,11 @@ async def test_the_deployments_own_secret_signs_the_links(engine, org, client, a
     assert (await download(client, made["url"])).status_code == 403
     monkeypatch.delenv("SESSIONGRAPH_DOWNLOAD_SECRET")
     assert (await download(client, made["url"])).status_code == 403
+
+
+async def test_no_event_types_keeps_no_events(engine, org, client, admin_key):
+    session_id = await stored_session(engine, org.alice)
+    text = await download(client, (await link(client, admin_key[1], session_id, "TEXT", types=[]))["url"])
+    assert text.status_code == 200 and text.content == b""
+    cast = await download(client, (await link(client, admin_key[1], session_id, "ASCIICAST", types=[]))["url"])
+    assert cast.content.count(b"\n") == 1 and orjson.loads(cast.content)["version"] == 2
