@@ -2,9 +2,9 @@
 ingest/importer.py reads): the objects the JSON and JSON Lines exports are made of, so that
 importing an export into an empty database gives the same session back.
 
-Which keys the format has is listed here, by the names of the fields models/fields.py
-declares (a declaration renamed fails at import time, not in a file a user exported); each
-value is the declaration's own (`Field.getter`), written as JSON: enums by value, times as
+Which keys the format has follows from models/fields.py (the fields marked `imported`, and
+the TERMINAL and RED_TEAM details by their declared fields); each value is the
+declaration's own (`Field.getter`), written as JSON: enums by value, times as
 ISO 8601 in UTC with microseconds and a Z, ids as text, the detail objects by their declared
 fields. Events are written by `event_object`, the loop of a large export."""
 
@@ -15,15 +15,9 @@ from enum import Enum
 
 from sessiongraph.models import fields as declared
 
-# The session's keys of the import format, in the order they are written.
-SESSION_KEYS = (
-    "session_id", "external_id", "org_id", "user_id", "title", "created_at", "token_budget", "metadata",
-    "kind", "status", "ended_at", "batch_id", "correlation_id", "identity_type", "terminal", "red_team",
-)
-TURN_KEYS = (
-    "task_id", "workflow_id", "user_query", "result", "status", "created_at", "completed_at", "tokens_used",
-    "duration_ms", "cost_usd", "endpoint", "prepared_prompt", "red_team_settings",
-)
+# The details of TERMINAL and RED_TEAM sessions: objects of the line the importer reads by
+# their own rules (not marked `imported`); their keys are their declared fields'.
+SESSION_DETAILS = ("terminal", "red_team")
 # A TERMINAL session's details, less the figures the writers keep from the others.
 TERMINAL_COMPUTED = {"input_size", "stream_size"}
 
@@ -55,8 +49,12 @@ def to_json(value, annotation):
     return value
 
 
-_SESSION = _declared(declared.SESSION_FIELDS, SESSION_KEYS)
-_TURN = _declared(declared.TURN_FIELDS, TURN_KEYS)
+# What the import format carries, as models/fields.py marks it (`imported`), in declared order.
+_SESSION = declared.imported("Session") + _declared(declared.SESSION_FIELDS, SESSION_DETAILS)
+_TURN = declared.imported("Turn")
+# An event's keys (`event_object` writes them by hand: the loop of a large export), with
+# `message` or `message_b64` for its content.
+EVENT_KEYS = tuple(f.name for f in declared.imported("Event"))
 
 
 def session_object(row) -> dict:

@@ -195,10 +195,16 @@ def _filter_conditions(shape: tuple) -> list:
 
 
 @lru_cache(maxsize=512)
-def _list_statements(admin: bool, order_field: str, descending: bool, forward: bool, after: bool, before: bool, shape: tuple):
+def _list_statements(admin: bool, order_field: str, descending: bool, forward: bool, after: bool, before: bool, shape: tuple, columns: tuple | None):
     """The page and count statements of one shape of session list, built once: building and
-    keying them anew took most of a list page's time. Values are bound at execution."""
+    keying them anew took most of a list page's time. Values are bound at execution.
+    `columns`: the names of those to fetch besides the id and the sort key (None: all)."""
     order_column = ORDER_COLUMNS[order_field]
+    if columns is None:
+        selected = SESSION_COLUMNS
+    else:
+        table = Session.__table__.c
+        selected = tuple(table[name] for name in dict.fromkeys(("id", order_column.name, *columns)))
     keys = tuple_(order_column, Session.id)
     conditions = [visible_sessions(admin), *_filter_conditions(shape)]
     count = select(func.count()).select_from(Session).where(*conditions)
@@ -208,7 +214,7 @@ def _list_statements(admin: bool, order_field: str, descending: bool, forward: b
             conditions.append(keys < bound if descending == comes_after else keys > bound)
     fetch_descending = descending == forward
     ordering = (order_column.desc(), Session.id.desc()) if fetch_descending else (order_column, Session.id)
-    page = select(*SESSION_COLUMNS).where(*conditions).order_by(*ordering).limit(bindparam("limit"))
+    page = select(*selected).where(*conditions).order_by(*ordering).limit(bindparam("limit"))
     # The same page with the total on each row (counted once: the subquery is uncorrelated).
     counted = page.add_columns(count.correlate(None).scalar_subquery().label("total_count"))
     return page, counted, count
@@ -224,9 +230,12 @@ async def list_sessions(
     order_field: str,
     descending: bool,
     with_total: bool = False,
+    columns: tuple[str, ...] | None = None,
 ) -> Page:
     """One page of the caller's sessions. `with_total`: the total is fetched with the page,
-    in its statement (when `totalCount` is selected), instead of by a statement of its own."""
+    in its statement (when `totalCount` is selected), instead of by a statement of its own.
+    `columns`: the names of the columns to fetch (None: all; a page of rows with only some
+    columns is read by the planner's compiled selections, never made into Session objects)."""
     args = PageArgs.parse(first, after, last, before, SESSIONS_PAGE)
     order_name = ORDER_COLUMNS[order_field].name
     scope = f"{order_field}:{'DESC' if descending else 'ASC'}"
@@ -248,7 +257,7 @@ async def list_sessions(
         if cursor is not None:
             parameters[f"{name}_key"], parameters[f"{name}_id"] = cursor_key(cursor)
     page, counted, count_statement = _list_statements(
-        viewer.is_admin, order_field, descending, args.forward, args.after is not None, args.before is not None, where.shape()
+        viewer.is_admin, order_field, descending, args.forward, args.after is not None, args.before is not None, where.shape(), columns
     )
     rows = await ctx.rows(counted if with_total else page, {**parameters, "limit": args.limit + 1})
 

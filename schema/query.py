@@ -28,6 +28,8 @@ async def session_list(info, first, after, last, before, filters: dict, order_by
         order_by.field.value,
         order_by.direction is OrderDirection.DESC,
         with_total=selects(info, "totalCount"),
+        # Under the planner, only the columns the document reads (Strawberry's info has none).
+        columns=getattr(info, "page_columns", {}).get("Session"),
     )
     return Connection.of(page, Session.from_row)
 

@@ -166,3 +166,16 @@ async def test_the_reimported_session_reads_as_the_original(engine, org):
         finally:
             await other.dispose()
     assert after == before
+
+
+async def test_the_exports_keys_are_the_declared_import_format(engine):
+    """What the file carries follows from models/fields.py's `imported` marks: a field the
+    import format gains is exported too."""
+    from sessiongraph.models import fields
+
+    line = orjson.loads(await exported(engine, await imported(engine, AGENT_LINE)))
+    assert set(line) == {f.name for f in fields.imported("Session")} | {"terminal", "red_team", "events", "turns"}
+    assert set(line["turns"][0]) == {f.name for f in fields.imported("Turn")} | {"events"}
+    event_keys = {f.name for f in fields.imported("Event")} | {"message", "message_b64"}
+    assert {key for t in line["turns"] for e in t["events"] for key in e} | {k for e in line["events"] for k in e} <= event_keys
+    assert {"type", "timestamp", "agent_id", "payload", "dedup_key"} <= {k for e in line["turns"][0]["events"] for k in e}
