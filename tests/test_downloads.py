@@ -325,3 +325,14 @@ async def test_no_event_types_keeps_no_events(engine, org, client, admin_key):
     assert text.status_code == 200 and text.content == b""
     cast = await download(client, (await link(client, admin_key[1], session_id, "ASCIICAST", types=[]))["url"])
     assert cast.content.count(b"\n") == 1 and orjson.loads(cast.content)["version"] == 2
+
+
+async def test_a_link_from_the_session_list_selecting_nothing_else(engine, org, client, admin_key):
+    """The planner fetches the columns a document reads: a list page asking only for links
+    still makes them for the right sessions."""
+    first = await stored_session(engine, org.alice)
+    body = await graphql(client, admin_key[1], "{ sessions(first: 5) { nodes { download(format: TEXT) { url } } } }")
+    assert "errors" not in body, body
+    [node] = body["data"]["sessions"]["nodes"]
+    response = await download(client, node["download"]["url"])
+    assert response.status_code == 200 and response.headers["content-disposition"].endswith(f'"{first}.txt"')
