@@ -27,7 +27,7 @@ from sessiongraph.resolvers.rules import RuleBroken
 
 __all__ = ["BadLink", "Gone", "Opened", "export_file", "make_link", "open_link"]
 
-MIN_EXPIRY, MAX_EXPIRY = 1, 3600
+MAX_EXPIRY = rules.MAX_LINK_SECONDS
 # Downloads a process streams at once, each holding a database connection while it runs;
 # the others wait their turn, so that downloads never take every connection of the pool
 # from the API's requests.
@@ -42,8 +42,7 @@ class Gone(Exception):
 
 def check_options(format: ExportFormat, event_types, event_time, newline, expires_in_seconds) -> Options:
     """The arguments of `Session.download`, by the input rules; RuleBroken (BAD_USER_INPUT)."""
-    if expires_in_seconds is None or not MIN_EXPIRY <= expires_in_seconds <= MAX_EXPIRY:
-        raise RuleBroken(f"expiresInSeconds must be between {MIN_EXPIRY} and {MAX_EXPIRY}.")
+    rules.check_link_expiry(expires_in_seconds)
     if event_types is not None:
         event_types = tuple(dict.fromkeys(rules.check_event_type(t) for t in event_types))
     return Options(format, event_types, bool(event_time), bool(newline))
