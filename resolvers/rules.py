@@ -144,6 +144,16 @@ def check_count(value: int | None, what: str) -> int | None:
     return value
 
 
+MIN_LINK_SECONDS, MAX_LINK_SECONDS = 1, 3600
+
+
+def check_link_expiry(seconds: int | None) -> int:
+    """How long a download link lives (Session.download's expiresInSeconds): 1..3600."""
+    if seconds is None or not MIN_LINK_SECONDS <= seconds <= MAX_LINK_SECONDS:
+        raise RuleBroken(f"expiresInSeconds must be between {MIN_LINK_SECONDS} and {MAX_LINK_SECONDS}.")
+    return seconds
+
+
 def check_completion(started, completed):
     """A turn's end: not before its start."""
     if completed is not None and completed < started:
