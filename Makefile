@@ -40,11 +40,14 @@ BENCH_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/sessiongraph_
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python bench/run.py --postgres-url $(BENCH_POSTGRES_URL) $(BENCH_ARGS)
+	$(BIN)/python bench/downloads.py
 	$(BIN)/python bench/otlp.py
 
 bench-compare: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python bench/run.py --compare --postgres-url $(BENCH_POSTGRES_URL) $(BENCH_ARGS)
+	test -d tests/federation/node_modules || (cd tests/federation && npm ci --no-audit --no-fund --loglevel=error)
+	$(BIN)/python bench/gateway.py --databases postgresql --postgres-url $(BENCH_POSTGRES_URL)_federation $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) sessiongraph.db sessiongraph.db-wal sessiongraph.db-shm

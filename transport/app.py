@@ -1,5 +1,6 @@
 """The ASGI application: /graphql (HTTP and WebSocket), GraphiQL's assets under
-/graphiql/static/, /healthz, /readyz, /v1/traces (OTLP ingest)."""
+/graphiql/static/, /healthz, /readyz, download links under /downloads/, /v1/traces (OTLP
+ingest)."""
 
 import asyncio
 import contextlib
@@ -12,6 +13,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
 from sessiongraph.config import Settings
+from sessiongraph.downloads.export import current_scope
+from sessiongraph.transport.downloads import download_endpoint
 from sessiongraph.transport.http import GraphQLEndpoint
 from sessiongraph.transport.otlp import TracesEndpoint
 from sessiongraph.models import create_engine
@@ -48,6 +51,7 @@ class App(Starlette):
             await self.route(scope, receive, send)
 
     async def route(self, scope, receive, send) -> None:
+        current_scope.set(scope)  # where download links point (downloads/export.py)
         if scope["type"] == "http" and scope["path"] == "/graphql" and not scope.get("root_path"):
             scope["app"] = self
             await self.graphql(scope, receive, send)
@@ -106,6 +110,7 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
             Route("/graphiql/static/{name}", graphql.explorer, methods=["GET", "HEAD"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/downloads/{token}", download_endpoint(engine), methods=["GET"]),
             Route("/v1/traces", TracesEndpoint(gate), methods=None),  # OpenTelemetry ingest
         ],
         lifespan=lifespan,
