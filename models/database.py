@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./sessiongraph.db"
+# How long a SQLite writer waits for a write lock another process holds; past it the write
+# is answered SERVICE_UNAVAILABLE (models/availability.py). Below the request timeout's default.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def database_url(explicit: str | None = None) -> str:
@@ -54,7 +57,7 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_MS)}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
     # SQLite's own lower() folds ASCII only; the session search must ignore case in any
