@@ -293,7 +293,7 @@ def run_import(url: str, path: Path, log) -> subprocess.Popen:
     )
 
 
-async def import_kill(url: str, trials: int, sessions: int, log_dir: Path) -> Tally:
+async def import_kill(url: str, trials: int, sessions: int, log_dir: Path, kill_within: tuple[float, float] = (0.5, 3.0)) -> Tally:
     """kill -9 of `sessiongraph import` at a random moment, then the same file imported again:
     every session whole, once."""
     tally = Tally("import kill -9")
@@ -303,7 +303,7 @@ async def import_kill(url: str, trials: int, sessions: int, log_dir: Path) -> Ta
             path, expected = import_file(log_dir, org, user, sessions, 3, 20)
             started = time.monotonic()
             process = run_import(url, path, log)
-            await asyncio.sleep(random.uniform(0.5, 3.0))
+            await asyncio.sleep(random.uniform(*kill_within))
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
             else:
