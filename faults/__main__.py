@@ -27,6 +27,8 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--import-sessions", type=int, default=300, help="sessions in each imported file (300)")
     parser.add_argument("--request-timeout", type=float, default=3.0, help="the server's --request-timeout (3)")
     parser.add_argument("--freeze-seconds", type=float, default=8.0, help="how long the private PostgreSQL is stopped (8)")
+    parser.add_argument("--api-key-cache-seconds", type=float, default=0.0,
+                        help="the server's --api-key-cache-seconds (0: every request looks its key up, meeting the fault)")
     parser.add_argument("--seed", type=int, help="for the random moments")
     parser.add_argument("--out", help="also write the report to this file")
     return parser.parse_args(argv)
@@ -37,12 +39,15 @@ async def main(args) -> int:
     scenarios = [s for s in args.scenarios.split(",") if s]
     seed = args.seed if args.seed is not None else int(time.time())
     random.seed(seed)
+    suite.Server.key_cache_seconds = args.api_key_cache_seconds
     tallies: list[suite.Tally] = []
     skipped: list[str] = []
     with suite.scratch() as folder:
         for database in databases:
             for scenario in scenarios:
                 started = time.monotonic()
+                if scenario == "postgres" and database != "postgresql" or scenario == "sqlite-processes" and database != "sqlite":
+                    continue
                 print(f"-- {scenario} on {database}", file=sys.stderr, flush=True)
                 if scenario in ("server-kill", "import-kill"):
                     async with _database(database, args, folder) as url:
@@ -69,7 +74,7 @@ async def main(args) -> int:
                 tallies += found
     header = (
         f"### Fault suite (seed {seed}; {args.writers} appenders x {args.batches} calls x {args.batch} events a trial; "
-        f"request timeout {args.request_timeout:g} s; PostgreSQL frozen {args.freeze_seconds:g} s)"
+        f"request timeout {args.request_timeout:g} s; API key cache {args.api_key_cache_seconds:g} s; PostgreSQL frozen {args.freeze_seconds:g} s)"
     )
     text = suite.report(tallies, header)
     if skipped:

@@ -49,6 +49,7 @@ class Tally:
     past_timeout: int = 0
     slowest: float = 0.0
     recoveries: list[float] = field(default_factory=list)
+    outages: list[float] = field(default_factory=list)  # from the fault's start to the next acknowledged append
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -65,6 +66,7 @@ class Tally:
         self.failures.update(other.failures)
         self.slowest = max(self.slowest, other.slowest)
         self.recoveries += other.recoveries
+        self.outages += other.outages
         self.notes += other.notes
 
 
@@ -76,6 +78,10 @@ def free_port() -> int:
 
 class Server:
     """`sessiongraph serve` in a process of its own, on a fixed port across restarts."""
+
+    # Every request looks its key up (`--api-key-cache-seconds 0`): the harder case, where
+    # the lookup itself meets the failing database.
+    key_cache_seconds = 0.0
 
     def __init__(self, url: str, request_timeout: float, log_dir: Path) -> None:
         self.url, self.request_timeout, self.port = url, request_timeout, free_port()
@@ -92,6 +98,7 @@ class Server:
         command = [
             sys.executable, "-m", "sessiongraph.cli", "--database-url", self.url, "serve", "--port", str(self.port),
             "--request-timeout", str(self.request_timeout), "--shutdown-grace", "1",
+            "--api-key-cache-seconds", str(self.key_cache_seconds),
         ]
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
         async with httpx.AsyncClient() as client:
@@ -129,7 +136,8 @@ class Appenders:
         # The longest a request may take: the timeout, the deadline timer's tick, the answer.
         self.limit = request_timeout + min(1.0, max(0.01, request_timeout / 10)) + 0.5
         self.acknowledged: dict[str, list[str]] = {s: [] for s in session_ids}
-        self.fault_ended: float | None = None  # set by the scenario when its fault is over
+        self.fault_started: float | None = None  # set by the scenario as its fault starts
+        self.fault_ended: float | None = None  # and when it is over
         self.progress = 0  # batches acknowledged, all writers
 
     async def run(self) -> None:
@@ -165,6 +173,7 @@ class Appenders:
                     self.progress += 1
                     if self.fault_ended is not None:
                         self.tally.recoveries.append(time.monotonic() - self.fault_ended)
+                        self.tally.outages.append(time.monotonic() - self.fault_started)
                         self.fault_ended = None
                     break
                 errors = answer.get("errors") or [{}]
@@ -239,6 +248,7 @@ async def server_kill(url: str, trials: int, writers: int, batches: int, batch: 
             load = Appenders(server.endpoint, key, sessions, batches, batch, timeout, tally)
             running = asyncio.ensure_future(load.run())
             await until(lambda: load.progress >= random.randint(1, max(1, writers * batches // 2)), 60)
+            load.fault_started = time.monotonic()
             server.kill()
             await server.start()
             load.fault_ended = time.monotonic()
@@ -336,6 +346,7 @@ async def postgres_faults(trials: int, writers: int, batches: int, batch: int, t
                     load = Appenders(server.endpoint, key, sessions, batches, batch, timeout, tally)
                     running = asyncio.ensure_future(load.run())
                     await until(lambda: load.progress >= random.randint(1, max(1, writers * batches // 2)), 60)
+                    load.fault_started = time.monotonic()
                     if fault == "restart":
                         await asyncio.to_thread(instance.restart)
                     else:
@@ -387,14 +398,18 @@ async def sqlite_processes(url: str, writers: int, batches: int, batch: int, tim
     return tally
 
 
+def spread(seconds: list[float]) -> str:
+    return f"{sorted(seconds)[len(seconds) // 2]:.2f} s / {max(seconds):.2f} s" if seconds else "-"
+
+
 def report(tallies: list[Tally], header: str) -> str:
-    lines = [header, "", "| scenario | acknowledged | stored | lost | doubled | gaps | requests | failed requests by code | past timeout | slowest answer | recovery (median / max) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [header, "", "| scenario | acknowledged | stored | lost | doubled | gaps | requests | failed requests by code | past timeout | slowest answer | recovery (median / max) | fault to first acknowledged append (median / max) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in tallies:
         failures = ", ".join(f"{what}: {n}" for what, n in sorted(t.failures.items())) or "none"
-        recovery = f"{sorted(t.recoveries)[len(t.recoveries) // 2]:.2f} s / {max(t.recoveries):.2f} s" if t.recoveries else "-"
+        recovery, outage = spread(t.recoveries), spread(t.outages)
         lines.append(
             f"| {t.name} | {t.acknowledged} | {t.stored} | {t.lost} | {t.doubled} | {t.gaps} | {t.requests} | {failures} | "
-            f"{t.past_timeout} | {t.slowest:.2f} s | {recovery} |"
+            f"{t.past_timeout} | {t.slowest:.2f} s | {recovery} | {outage} |"
         )
     notes = [f"- {t.name}: {note}" for t in tallies for note in dict.fromkeys(t.notes)]
     return "\n".join(lines + ([""] + notes if notes else []))
