@@ -19,6 +19,8 @@ from sqlalchemy.engine import make_url
 from websockets.asyncio.client import connect
 
 from sessiongraph import cli
+from sessiongraph.config import Settings
+from sessiongraph.transport.app import create_app
 from sessiongraph.faults.link import Link
 from sessiongraph.live.broker import broker_for
 from sessiongraph.models import Event, create_engine
@@ -165,6 +167,31 @@ async def test_a_sqlite_write_lock_held_past_the_busy_timeout_is_service_unavail
     finally:
         holder.close()
         await impatient.dispose()
+
+
+async def test_a_sqlite_write_lock_held_elsewhere_is_answered_within_a_short_request_timeout(database_url, engine, org):
+    """The server's own engine waits for another process's lock at most half the request
+    timeout, so the write gives up (SERVICE_UNAVAILABLE) before the request is stopped: a
+    statement waiting in SQLite's thread could not be cut short."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's own write lock")
+    key = await api_key(engine, org.admin)
+    session_id = str(await store(engine, org.admin))
+    append = {"query": APPEND, "variables": {"input": {"sessionId": session_id, "events": [{"type": "log", "message": "m"}]}}}
+    app = create_app(Settings(database_url=database_url, request_timeout=TIMEOUT, api_key_cache_seconds=60))
+    holder = sqlite3.connect(make_url(database_url).database, isolation_level=None)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            headers = {"X-API-Key": key}
+            assert (await client.post("/graphql", json={"query": LIST}, headers=headers)).status_code == 200
+            holder.execute("BEGIN IMMEDIATE")
+            response, seconds = await timed(client.post("/graphql", json=append, headers=headers))
+            holder.execute("ROLLBACK")
+            assert seconds < TIMEOUT + SLACK, f"answered after {seconds:.1f} s"
+            assert response.status_code == 503 and code(response) == "SERVICE_UNAVAILABLE", response.text
+    finally:
+        holder.close()
+        await app.state.engine.dispose()
 
 
 def test_serve_with_several_workers_on_sqlite_is_refused(tmp_path, capsys):

@@ -15,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from sessiongraph.config import Settings
 from sessiongraph.transport.http import GraphQLEndpoint
 from sessiongraph.models import create_engine
+from sessiongraph.models.database import busy_timeout_within
 from sessiongraph.gate.operation import RETRY_HEADERS, Gate
 from sessiongraph.gate.persisted import PersistedDocuments, load_manifest
 from sessiongraph.live.broker import broker_for
@@ -58,7 +59,9 @@ class App(Starlette):
 
 def create_app(settings: Settings | None = None, engine=None, socket_limits: SocketLimits | None = None) -> Starlette:
     settings = settings or Settings.from_env()
-    engine = engine or create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = engine or create_engine(
+        settings.database_url, busy_timeout_within(settings.request_timeout), pool_size=settings.db_pool_size
+    )
 
     async def healthz(request):
         return PlainTextResponse("ok")
