@@ -29,6 +29,7 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--freeze-seconds", type=float, default=8.0, help="how long the private PostgreSQL is stopped (8)")
     parser.add_argument("--api-key-cache-seconds", type=float, default=0.0,
                         help="the server's --api-key-cache-seconds (0: every request looks its key up, meeting the fault)")
+    parser.add_argument("--subject-python", help="run `sessiongraph serve` and `import` with this interpreter (another install, to compare builds); default: this one")
     parser.add_argument("--seed", type=int, help="for the random moments")
     parser.add_argument("--out", help="also write the report to this file")
     return parser.parse_args(argv)
@@ -40,6 +41,8 @@ async def main(args) -> int:
     seed = args.seed if args.seed is not None else int(time.time())
     random.seed(seed)
     suite.Server.key_cache_seconds = args.api_key_cache_seconds
+    if args.subject_python:
+        suite.SUBJECT_PYTHON = args.subject_python
     tallies: list[suite.Tally] = []
     skipped: list[str] = []
     with suite.scratch() as folder:

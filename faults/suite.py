@@ -32,6 +32,9 @@ from sessiongraph.resolvers.ids import from_global_id
 CREATE = "mutation($input: CreateSessionInput!) { createSession(input: $input) { session { id } } }"
 APPEND = "mutation($input: AppendEventsInput!) { appendEvents(input: $input) { events { seq } } }"
 UNCODED = {"INTERNAL_SERVER_ERROR", "HTTP 500", "no code"}
+# The interpreter whose `sessiongraph` is put under faults (serve, import): this one, or
+# another install's (`--subject-python`, to measure another build the same way).
+SUBJECT_PYTHON = sys.executable
 
 
 @dataclass
@@ -96,7 +99,7 @@ class Server:
         import httpx
 
         command = [
-            sys.executable, "-m", "sessiongraph.cli", "--database-url", self.url, "serve", "--port", str(self.port),
+            SUBJECT_PYTHON, "-m", "sessiongraph.cli", "--database-url", self.url, "serve", "--port", str(self.port),
             "--request-timeout", str(self.request_timeout), "--shutdown-grace", "1",
             "--api-key-cache-seconds", str(self.key_cache_seconds),
         ]
@@ -299,7 +302,7 @@ async def check_import(url: str, expected: dict[str, int], tally: Tally) -> None
 
 def run_import(url: str, path: Path, log) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "sessiongraph.cli", "--database-url", url, "import", str(path)], stdout=log, stderr=subprocess.STDOUT
+        [SUBJECT_PYTHON, "-m", "sessiongraph.cli", "--database-url", url, "import", str(path)], stdout=log, stderr=subprocess.STDOUT
     )
 
 
