@@ -144,21 +144,22 @@ class Gate:
                 result = await work()
             finally:
                 late = self.deadlines.end(task)
-            if late:  # finished all the same (the cancellation was swallowed on the way)
-                raise asyncio.CancelledError
+        except (Exception, asyncio.CancelledError) as error:
+            # Stopped: whatever it ended with (the cancellation, or the error of a connection
+            # cut under it) is a timeout. Else a cancellation is the client gone or the
+            # server stopping, and passes.
+            if not late and not isinstance(error, Refused) and not isinstance(error, asyncio.CancelledError) and is_unavailable(error):
+                log.warning("request %s: the database is unavailable: %s", current_request_id.get(), error)
+                raise unavailable() from None
+            if not late:
+                raise
+        if not late:
             return result
-        except asyncio.CancelledError:
-            if not late:  # the client went away, the server stops: not a timeout
-                raise
+        if task.cancelling():
             task.uncancel()
-            seconds = self.settings.request_timeout
-            log.warning("request %s ran past %ss and was stopped", current_request_id.get(), seconds)
-            raise Refused("TIMEOUT", f"The request ran longer than {seconds:g} s and was stopped.", 503) from None
-        except Exception as error:
-            if late or isinstance(error, Refused) or not is_unavailable(error):
-                raise
-            log.warning("request %s: the database is unavailable: %s", current_request_id.get(), error)
-            raise unavailable() from None
+        seconds = self.settings.request_timeout
+        log.warning("request %s ran past %ss and was stopped", current_request_id.get(), seconds)
+        raise Refused("TIMEOUT", f"The request ran longer than {seconds:g} s and was stopped.", 503)
 
     def check_size(self, size: int, what: str = "The request body") -> None:
         if size > self.max_bytes:
