@@ -40,10 +40,13 @@ BENCH_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/sessiongraph_
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python bench/run.py --postgres-url $(BENCH_POSTGRES_URL) $(BENCH_ARGS)
+	$(BIN)/python bench/downloads.py
 
 bench-compare: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python bench/run.py --compare --postgres-url $(BENCH_POSTGRES_URL) $(BENCH_ARGS)
+	test -d tests/federation/node_modules || (cd tests/federation && npm ci --no-audit --no-fund --loglevel=error)
+	$(BIN)/python bench/gateway.py --databases postgresql --postgres-url $(BENCH_POSTGRES_URL)_federation $(BENCH_ARGS)
 
 # The fault suite (faults/): kill -9 of the server and of the import, a private PostgreSQL
 # (initdb with the machine's binaries) restarted and frozen, SQLite written by several

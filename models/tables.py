@@ -161,3 +161,14 @@ class Event(Base):
             postgresql_where=text("dedup_key IS NOT NULL"),
         ),
     )
+
+
+class DeploymentSecret(Base):
+    """Secrets every process of a deployment shares, made once (the download links' signing
+    key: downloads/signing.py; migration 0004)."""
+
+    __tablename__ = "deployment_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]

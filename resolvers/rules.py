@@ -174,6 +174,16 @@ def check_count(value: int | None, what: str) -> int | None:
     return value
 
 
+MIN_LINK_SECONDS, MAX_LINK_SECONDS = 1, 3600
+
+
+def check_link_expiry(seconds: int | None) -> int:
+    """How long a download link lives (Session.download's expiresInSeconds): 1..3600."""
+    if seconds is None or not MIN_LINK_SECONDS <= seconds <= MAX_LINK_SECONDS:
+        raise RuleBroken(f"expiresInSeconds must be between {MIN_LINK_SECONDS} and {MAX_LINK_SECONDS}.")
+    return seconds
+
+
 def check_completion(started, completed):
     """A turn's end: not before its start."""
     if completed is not None and completed < started:
@@ -535,3 +545,40 @@ def red_team_columns(red_team: dict) -> dict:
         "endpoints": check_endpoints(endpoints or []),
         "red_team_settings": check_settings(_object(red_team.get("settings"), "red-team settings"), {}),
     }
+
+
+# -- the rule of each field the import format carries -------------------------------------
+
+
+def _sized(what: str):
+    def check(value: str | None) -> str | None:
+        text_size(value, what)
+        return value
+
+    return check
+
+
+def _named(what: str):
+    return lambda value: check_name(value, what)
+
+
+# The rule of each importable field (models/fields.py marks them) that a rule of its own
+# governs, by (type, field): the importer applies it to the line's value, as the mutations
+# apply the same function to their argument. Rules between fields (a turn's end and start,
+# a session's kind and details, a turn's endpoint and its session's) stay with whoever holds
+# both values.
+FIELD_RULES = {
+    ("Session", "title"): lambda value: None if value is None else sanitize_title(value),
+    ("Session", "external_id"): lambda value: None if value is None else check_external_id(value),
+    ("Session", "metadata"): check_metadata,
+    ("Session", "batch_id"): _named("batch id"),
+    ("Session", "correlation_id"): _named("correlation id"),
+    ("Turn", "task_id"): _named("task id"),
+    ("Turn", "workflow_id"): _named("workflow id"),
+    ("Turn", "prepared_prompt"): _sized("prepared prompt"),
+    ("Turn", "cost_usd"): cost_micros,
+    ("Event", "type"): check_event_type,
+    ("Event", "agent_id"): _named("agent id"),
+    ("Event", "dedup_key"): _named("dedup key"),
+    ("Event", "payload"): check_payload,
+}

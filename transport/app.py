@@ -1,5 +1,5 @@
 """The ASGI application: /graphql (HTTP and WebSocket), GraphiQL's assets under
-/graphiql/static/, /healthz, /readyz."""
+/graphiql/static/, /healthz, /readyz, download links under /downloads/."""
 
 import asyncio
 import contextlib
@@ -13,6 +13,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
 from sessiongraph.config import Settings
+from sessiongraph.downloads.export import current_scope
+from sessiongraph.transport.downloads import download_endpoint
 from sessiongraph.transport.http import GraphQLEndpoint
 from sessiongraph.models import create_engine
 from sessiongraph.models.database import busy_timeout_within
@@ -50,6 +52,7 @@ class App(Starlette):
             await self.route(scope, receive, send)
 
     async def route(self, scope, receive, send) -> None:
+        current_scope.set(scope)  # where download links point (downloads/export.py)
         if scope["type"] == "http" and scope["path"] == "/graphql" and not scope.get("root_path"):
             scope["app"] = self
             await self.graphql(scope, receive, send)
@@ -117,6 +120,7 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
             Route("/graphiql/static/{name}", graphql.explorer, methods=["GET", "HEAD"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/downloads/{token}", download_endpoint(engine), methods=["GET"]),
         ],
         lifespan=lifespan,
     )
