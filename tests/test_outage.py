@@ -127,6 +127,22 @@ async def test_an_unreachable_database_is_service_unavailable_then_recovers(data
             assert response.json()["data"]["appendEvents"]["events"][0]["seq"] == 1
 
 
+async def test_a_download_link_while_the_database_is_unreachable_is_503(database_url, engine, org):
+    postgres_only(database_url)
+    from tests.test_downloads import link, path_of
+
+    key = await api_key(engine, org.admin)
+    session_id = await store(engine, org.admin)
+    async with linked_engine(database_url) as (relay, linked):
+        async with app_client(linked) as client:
+            url = (await link(client, key, session_id))["url"]
+            relay.cut()
+            response = await client.get(path_of(url))
+            assert response.status_code == 503 and response.headers["retry-after"] == "1", response.text
+            relay.restore()
+            assert (await client.get(path_of(url))).status_code == 200
+
+
 async def test_connection_init_while_the_database_is_unreachable_closes_with_4503(database_url, engine, org):
     postgres_only(database_url)
     key = await api_key(engine, org.admin)
