@@ -91,6 +91,13 @@ def cmd_serve(args) -> int:
     if args.shutdown_grace < 0:
         print("error: --shutdown-grace must be zero or more", file=sys.stderr)
         return 2
+    from sqlalchemy.engine import make_url
+
+    from sessiongraph.live.broker import processes_refused
+
+    if refused := processes_refused(make_url(args.url).get_backend_name(), args.workers):
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     database = migrate_quietly(args.url)
     key = None
     if args.demo:

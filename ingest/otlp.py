@@ -65,7 +65,7 @@ from sessiongraph.resolvers.rules import (
     check_external_id,
     check_name,
     check_payload,
-    check_storable_text,
+    check_no_nul,
     event_content,
 )
 from sessiongraph.resolvers.visibility import may_write, writes_for_others
@@ -341,8 +341,8 @@ def read_span(span, resource: dict, viewer: Viewer) -> SpanFacts:
         session_name=session_name,
         event=event,
         tokens=_tokens(attributes),
-        user_query=check_storable_text(input_text(attributes), "user query") if is_root else None,
-        result=check_storable_text(output, "result") if is_root else None,
+        user_query=check_no_nul(input_text(attributes), "user query") if is_root else None,
+        result=check_no_nul(output, "result") if is_root else None,
     )
 
 

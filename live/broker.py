@@ -3,8 +3,8 @@ subscribers of every server process.
 
 On PostgreSQL a notice is a NOTIFY sent inside the writer's transaction: it is delivered
 when, and only if, the transaction commits, in commit order, to every process LISTENing on
-the database, this one included. On SQLite (one process) it is handed to this process's
-broker after the commit. A notice carries ids and seqs, never content: each process reads
+the database, this one included. On SQLite (one process: `serve --workers 2` is refused, see
+`processes_refused`) it is handed to this process's broker after the commit. A notice carries ids and seqs, never content: each process reads
 the new events once, however many of its subscribers watch the session, and fans them out.
 
 Every subscriber has a bounded queue. Fanning out never waits: a subscriber whose queue is
@@ -314,6 +314,23 @@ class Broker:
                 driver.remove_termination_listener(self._on_listener_lost)
                 await driver.remove_listener(CHANNEL, self._on_notify)
             await listener.close()
+
+
+def processes_refused(backend: str, workers: int) -> str | None:
+    """Why `workers` server processes cannot serve a `backend` database; None when they can.
+    On SQLite a notice reaches only the broker of the process that wrote it: a subscriber
+    would see only what its own worker wrote. Several processes are refused rather than
+    given a second broker that polls the database for others' commits: SQLite takes one
+    writer at a time across processes, so extra workers add no write capacity, and
+    PostgreSQL (LISTEN/NOTIFY) is the database for several processes."""
+    if backend == "sqlite" and workers > 1:
+        return (
+            f"--workers {workers} on SQLite: live subscriptions (sessionEvents, sessionUpdates) are "
+            "delivered within one process, so a subscriber would miss what other workers write. "
+            "Serve SQLite with --workers 1, or use PostgreSQL (SESSIONGRAPH_DATABASE_URL="
+            "postgresql+asyncpg://...) for several workers."
+        )
+    return None
 
 
 _BROKERS: "weakref.WeakKeyDictionary[AsyncEngine, Broker]" = weakref.WeakKeyDictionary()

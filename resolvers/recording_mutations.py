@@ -47,6 +47,7 @@ from sessiongraph.resolvers.rules import (
     check_metadata,
     check_name,
     check_new_status,
+    check_no_nul,
     check_not_ended,
     check_payload,
     check_runner_id,
@@ -196,6 +197,7 @@ async def start_turn(
     session keeps the session's settings as they are now."""
     check_name(task_id, "task id")
     check_name(workflow_id, "workflow id")
+    check_no_nul(user_query, "user query")
     text_size(prepared_prompt, "prepared prompt")
     async with publishing(ctx.engine) as publication:
         connection = publication.connection
@@ -315,6 +317,7 @@ async def complete_turn(
     if status == "RUNNING":
         raise BadUserInput("A turn is completed with COMPLETED, FAILED or CANCELLED, not RUNNING.")
     check_count(tokens_used, "tokens used")
+    check_no_nul(result, "result")
     cost = cost_micros(cost_usd)
     not_found = NotFound(f"No turn {turn_id!r}.")
     async with publishing(ctx.engine) as publication:

@@ -26,6 +26,7 @@ _INVISIBLE = {"\u200b", "\ufeff"}
 # Unicode's White_Space property (PropList.txt); str.isspace() adds U+001C..U+001F.
 WHITE_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
 # Unicode's control characters (category Cc) are exactly these two ranges.
+NUL = "\x00"  # what no stored text may hold (`check_no_nul`)
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
@@ -102,6 +103,7 @@ def event_content(message: str | None, message_base64: str | None) -> bytes | No
         raise RuleBroken("An event has both a message and a base64 message; give at most one.")
     content = None
     if message is not None:
+        check_no_nul(message, "message")  # raw bytes, NUL included, come base64
         content = message.encode("utf-8", "surrogatepass")
     elif message_base64 is not None:
         try:
@@ -113,26 +115,38 @@ def event_content(message: str | None, message_base64: str | None) -> bytes | No
     return content
 
 
-# A NUL character, which PostgreSQL stores in neither text nor jsonb (refused on SQLite too,
-# so that both databases take the same input); in JSON text, \u0000 after an even number of
-# backslashes.
-_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-
-
 def json_size(value, what: str) -> int:
     try:
-        dumped = orjson.dumps(value)
+        encoded = orjson.dumps(value)
     except TypeError:
         raise RuleBroken(f"The {what} is not JSON.") from None
-    if b"\\u0000" in dumped and _JSON_NUL.search(dumped):
-        raise RuleBroken(f"The {what} has a NUL character (\\u0000), which cannot be stored.")
-    return len(dumped)
+    if b"\\u0000" in encoded and _json_holds_nul(value):  # encoded as \u0000: looked for only then
+        raise RuleBroken(f"The {what} holds the character U+0000 (NUL) in a string or key; text may not hold it.")
+    return len(encoded)
 
 
-def check_storable_text(value: str | None, what: str) -> str | None:
-    """A long free text stored as text (a turn's user query or result): no NUL character."""
-    if value is not None and "\x00" in value:
-        raise RuleBroken(f"The {what} has a NUL character, which cannot be stored.")
+def _json_holds_nul(value) -> bool:
+    pending = [value]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, str):
+            if NUL in current:
+                return True
+        elif isinstance(current, dict):
+            pending += current.keys()
+            pending += current.values()
+        elif isinstance(current, list):
+            pending += current
+    return False
+
+
+def check_no_nul(value: str | None, what: str) -> str | None:
+    """Text given as text (a turn's query and result, an event's message; every string and
+    key of a JSON value, by `json_size`): no U+0000. PostgreSQL's text and jsonb cannot hold
+    it; SQLite could, and is held to the same rule so that both databases take the same
+    input, as the importer does. Raw bytes, NUL included, come as an event's base64 message."""
+    if value is not None and NUL in value:
+        raise RuleBroken(f"The {what} holds the character U+0000 (NUL); text may not hold it.")
     return value
 
 
@@ -248,6 +262,7 @@ def text_size(value: str | None, what: str) -> int:
     """The UTF-8 bytes of a long text (a terminal's input, a prepared prompt), at most 1 MiB."""
     if value is None:
         return 0
+    check_no_nul(value, what)
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > MAX_TEXT_BYTES:
         raise RuleBroken(f"The {what} is larger than {MAX_TEXT_BYTES} bytes.")

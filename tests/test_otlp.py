@@ -474,15 +474,15 @@ async def test_a_nul_character_is_refused_with_its_reason_as_appendEvents_refuse
     spans.close(root, 4)
     outcome = await ingest(engine, org.alice, encode_spans(spans.finished()))
     assert outcome.rejected == {
-        "The payload has a NUL character (\\u0000), which cannot be stored.": 1,
-        "The user query has a NUL character, which cannot be stored.": 1,
+        "The payload holds the character U+0000 (NUL) in a string or key; text may not hold it.": 1,
+        "The user query holds the character U+0000 (NUL); text may not hold it.": 1,
     }
     session = await session_of(engine, org.alice, "nul")
     assert [e["message"] for e in events_of(session)] == ["fine"]
     result = await execute(engine, org.alice, """mutation($e: [EventInput!]!) {
       appendEvents(input: {sessionId: "nul", events: $e}) { events { seq } } }""", {"e": [{"type": "X", "payload": {"a": "x\x00"}}]})
     assert [e.extensions["code"] for e in result.errors] == ["BAD_USER_INPUT"]
-    assert "NUL character" in result.errors[0].message
+    assert "U+0000 (NUL)" in result.errors[0].message
 
 
 # -- HTTP errors

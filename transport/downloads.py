@@ -1,7 +1,8 @@
 """GET /downloads/{token}: a download link (downloads/), answered without an API key: the
 link is the credential. 403 for a link not signed by this deployment, altered or expired;
-404 when its key was revoked or its session deleted or no longer visible; else 200 and the
-file, streamed as it is read."""
+404 when its key was revoked or its session deleted or no longer visible; 503 with
+Retry-After when the database cannot answer before the file starts; else 200 and the file,
+streamed as it is read."""
 
 import logging
 
@@ -9,6 +10,8 @@ import anyio
 from starlette.responses import PlainTextResponse, StreamingResponse
 
 from sessiongraph.downloads import export
+from sessiongraph.gate.operation import RETRY_HEADERS
+from sessiongraph.models.availability import is_unavailable
 
 log = logging.getLogger("sessiongraph.downloads")
 
@@ -19,7 +22,12 @@ def download_endpoint(engine):
         # The connection (and the process's download slot) is held from the checks to the
         # last byte, and given back when the client goes away too.
         holding = export.download_connection(engine)
-        connection = await holding.__aenter__()
+        try:
+            connection = await holding.__aenter__()
+        except Exception as e:
+            if is_unavailable(e):
+                return _unavailable(e)
+            raise
         try:
             opened = await export.open_link(engine, connection, token)
         except export.BadLink as e:
@@ -30,6 +38,8 @@ def download_endpoint(engine):
             return PlainTextResponse(f"Not found: {e}.", status_code=404)
         except BaseException as e:
             await holding.__aexit__(type(e), e, e.__traceback__)
+            if isinstance(e, Exception) and is_unavailable(e):
+                return _unavailable(e)
             raise
 
         async def body():
@@ -53,6 +63,14 @@ def download_endpoint(engine):
         )
 
     return download
+
+
+def _unavailable(error: Exception) -> PlainTextResponse:
+    """The database could not answer before anything was sent (models/availability.py)."""
+    log.warning("download: the database is unavailable: %s", error)
+    return PlainTextResponse(
+        "Service unavailable: the database is not answering; try again shortly.", status_code=503, headers=RETRY_HEADERS
+    )
 
 
 class _Download(StreamingResponse):
