@@ -34,6 +34,7 @@ from sessiongraph.models.new_sessions import (
     unique_tasks,
 )
 from sessiongraph.models.database import json_dumps
+from sessiongraph.models.search import fold
 from sessiongraph.models.tables import Event, Session, Turn, User
 from sessiongraph.observability.metrics import events_written
 
@@ -181,7 +182,7 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
     return rows.stored
 
 
-_EVENT_FIELDS = ("type", "agent_id", "content", "timestamp", "payload", "dedup_key")
+_EVENT_FIELDS = ("type", "agent_id", "content", "timestamp", "payload", "dedup_key", "search_text")
 _sqlite_timestamp = attrgetter("sqlite_timestamp")
 
 # Rows a statement: one INSERT of many rows costs PostgreSQL less than as many one-row
@@ -366,6 +367,7 @@ async def insert_events(
                 "timestamp": e.timestamp,
                 "payload": e.payload,
                 "dedup_key": e.dedup_key,
+                "search_text": e.search_text,
             }
             for seq, e in zip(seqs, events, strict=True)
         ],
@@ -492,6 +494,7 @@ async def end_turn(
     values: dict = {"status": status, "completed_at": completed_at}
     if result is not None:
         values["result"] = result
+        values["search_result"] = fold(result)
     if tokens_used is not None:
         values["tokens_used"] = tokens_used
     if cost_usd_micros is not None:
