@@ -15,9 +15,11 @@ texts are scanned (their folded columns, no index).
 
 import unicodedata
 
-from sqlalchemy import Boolean, String, bindparam
+from sqlalchemy import Boolean, String, bindparam, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
+
+from sessiongraph.models.tables import Event, Session, Turn
 
 
 # The shortest term, in code points of its folded form: the trigram indexes of both
@@ -65,10 +67,11 @@ def is_index_table(name: str) -> bool:
 
 
 class terms_found(FunctionElement):
-    """Every one of the bound terms `<prefix>_0` .. `<prefix>_<count-1>` is a substring of
-    the folded `column`: LIKE on PostgreSQL (events.search_text: through its trigram index),
-    GLOB on SQLite, through the FTS5 table for events.search_text (`indexed`), whose
-    trigram index serves GLOB. Bind the values of `term_parameters`."""
+    """Every one of the folded terms bound as `<prefix>_0` .. `<prefix>_<count-1>` is a
+    substring of the folded `column`: LIKE on PostgreSQL (for events.search_text through its
+    trigram index), GLOB on SQLite, through the FTS5 table for events.search_text
+    (`indexed`), whose trigram index serves GLOB. The patterns are made from the bound terms
+    in SQL (their wildcards escaped), so the values bound are the same on both databases."""
 
     type = Boolean()
     name = "terms_found"
@@ -79,12 +82,18 @@ class terms_found(FunctionElement):
         super().__init__(column, *(bindparam(f"{prefix}_{i}", type_=String()) for i in range(count)))
 
 
+def _glob(compiler, term, **kw) -> str:
+    bound = compiler.process(term, **kw)
+    return f"'*' || replace(replace(replace({bound}, '[', '[[]'), '*', '[*]'), '?', '[?]') || '*'"
+
+
 @compiles(terms_found)
 def _terms_found_sqlite(element, compiler, **kw):
     column, *terms = element.clauses
     if not element.indexed:
-        return "(" + " AND ".join(f"{compiler.process(column, **kw)} GLOB {compiler.process(t, **kw)}" for t in terms) + ")"
-    found = " AND ".join(f"search_text GLOB {compiler.process(t, **kw)}" for t in terms)
+        name = compiler.process(column, **kw)
+        return "(" + " AND ".join(f"{name} GLOB {_glob(compiler, t, **kw)}" for t in terms) + ")"
+    found = " AND ".join(f"search_text GLOB {_glob(compiler, t, **kw)}" for t in terms)
     return f"{compiler.process(column.table.c.id, **kw)} IN (SELECT rowid FROM {FTS_TABLE} WHERE {found})"
 
 
@@ -92,23 +101,79 @@ def _terms_found_sqlite(element, compiler, **kw):
 def _terms_found_postgresql(element, compiler, **kw):
     column, *terms = element.clauses
     name = compiler.process(column, **kw)
-    return "(" + " AND ".join(f"{name} LIKE {compiler.process(t, **kw)} ESCAPE '\\'" for t in terms) + ")"
+    return "(" + " AND ".join(
+        f"{name} LIKE '%' || replace(replace(replace({compiler.process(t, **kw)}, '\\', '\\\\'), '%', '\\%'), '_', '\\_')"
+        " || '%'"
+        for t in terms
+    ) + ")"
 
 
-def term_parameters(prefix: str, terms: tuple[str, ...], dialect: str) -> dict:
-    """The values `terms_found(..., prefix, len(terms))` binds on `dialect`: each folded
-    term as a LIKE pattern (PostgreSQL) or a GLOB pattern (SQLite), substring anywhere."""
-    if dialect == "postgresql":
-        return {f"{prefix}_{i}": "%" + _like_escaped(t) + "%" for i, t in enumerate(terms)}
-    return {f"{prefix}_{i}": "*" + _glob_escaped(t) + "*" for i, t in enumerate(terms)}
+def term_parameters(prefix: str, terms: tuple[str, ...]) -> dict:
+    """The values `terms_found(..., prefix, len(terms))` binds."""
+    return {f"{prefix}_{i}": term for i, term in enumerate(terms)}
 
 
-def _like_escaped(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def session_text_matches(prefix: str, count: int):
+    """The sessions whose title, a turn's user query or result, or an event's content holds
+    every one of the terms `terms_found` binds (all of them in one of those texts)."""
+    return or_(
+        terms_found(Session.search_title, prefix, count),
+        Session.id.in_(select(Turn.session_id).where(or_(
+            terms_found(Turn.search_query, prefix, count), terms_found(Turn.search_result, prefix, count)
+        ))),
+        Session.id.in_(select(Event.session_id).where(terms_found(Event.search_text, prefix, count, indexed=True))),
+    )
 
 
-_GLOB_SPECIAL = str.maketrans({"*": "[*]", "?": "[?]", "[": "[[]"})
+# -- snippets: where the terms occur in an event's text, in its own code points
+
+SNIPPET_LENGTH = 200
 
 
-def _glob_escaped(term: str) -> str:
-    return term.translate(_GLOB_SPECIAL)
+def _clusters(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each run of a character and the combining marks after it: what is
+    folded as one (a fold recomposes within such a run, never across)."""
+    spans, start = [], 0
+    for i in range(1, len(text) + 1):
+        if i == len(text) or not unicodedata.combining(text[i]):
+            spans.append((start, i))
+            start = i
+    return spans
+
+
+def _folded_offsets(text: str) -> tuple[str, list[int], list[int]]:
+    """`text` folded run by run, and for each folded character the start and end, in
+    `text`, of the run it came from."""
+    if text.isascii():  # folding keeps every character in its place
+        offsets = list(range(len(text)))
+        return fold(text), offsets, [i + 1 for i in offsets]
+    folded, starts, ends = [], [], []
+    for start, end in _clusters(text):
+        piece = fold(text[start:end])
+        folded.append(piece)
+        starts += [start] * len(piece)
+        ends += [end] * len(piece)
+    return "".join(folded), starts, ends
+
+
+def snippet(text: str | None, terms: tuple[str, ...]) -> tuple[str, list[tuple[int, int]]]:
+    """Up to SNIPPET_LENGTH characters of `text` around the first place a term occurs, and
+    where the terms occur in it, (start, length) in code points, in order of start."""
+    if not text:
+        return "", []
+    folded, starts, ends = _folded_offsets(text)
+    found = [(at, len(term)) for term in terms if (at := folded.find(term)) >= 0]
+    first_start = first_end = 0
+    if found:
+        at, length = min(found)
+        first_start, first_end = starts[at], ends[at + length - 1]
+    begin = max(0, min(first_start - (SNIPPET_LENGTH - (first_end - first_start)) // 2, len(text) - SNIPPET_LENGTH))
+    cut = text[begin:begin + SNIPPET_LENGTH]
+    folded, starts, ends = _folded_offsets(cut)
+    matches = set()
+    for term in terms:
+        at = folded.find(term)
+        while at >= 0:
+            matches.add((starts[at], ends[at + len(term) - 1] - starts[at]))
+            at = folded.find(term, at + len(term))
+    return cut, sorted(matches)
