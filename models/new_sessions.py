@@ -9,7 +9,7 @@ from itertools import chain
 from operator import attrgetter
 
 from sessiongraph.models.fields import FIELDS, stored
-from sessiongraph.models.search import fold, fold_content
+from sessiongraph.models.search_text import fold, fold_content
 
 
 @dataclass(slots=True)

@@ -34,7 +34,8 @@ from sessiongraph.models.new_sessions import (
     unique_tasks,
 )
 from sessiongraph.models.database import json_dumps
-from sessiongraph.models.search import fold
+from sessiongraph.models.search import index_new_events
+from sessiongraph.models.search_text import fold
 from sessiongraph.models.tables import Event, Session, Turn, User
 from sessiongraph.observability.metrics import events_written
 
@@ -179,6 +180,7 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
             "workflow_id": rows.workflow_ids,
             **columns,
         }, bound)
+        await index_new_events(connection, Event.session_id.in_([s["id"] for s in rows.sessions]))
     return rows.stored
 
 
@@ -375,6 +377,7 @@ async def insert_events(
         session_id,
         seqs,
     )
+    await index_new_events(connection, Event.session_id == session_id, Event.seq.between(seqs[0], seqs[-1]))
     await _touch(connection, session_id, max(e.timestamp for e in events))
     if turn_id is not None and figures:
         await _update_turn_figures(connection, turn_id, events)

@@ -1,60 +1,36 @@
-"""Full-text search over what sessions said: the folded text the writers store beside each
-searchable text, and the SQL that finds folded terms in it on each database.
+"""Full-text search in SQL: the index over events' folded text (models/search_text.py folds),
+and the conditions that find folded terms in the folded columns, on each database.
 
-Every searchable text (an event's content as `Event.message` shows it, a session's title, a
-turn's user query and result) is stored a second time, folded (`fold`), by the writer that
-stores the text itself; a search term is folded the same way, and a text matches a term when
-the term is a substring of it. Both databases compare the same Python-folded strings, so
-they give the same answers; the databases' own case rules are never used.
-
-The index over events' folded text: on SQLite an FTS5 table with the trigram tokenizer
-(external content: the events table itself, kept in step by triggers on it, so whatever
-writes events keeps it), on PostgreSQL a pg_trgm GIN index on the column. Titles and turns'
-texts are scanned (their folded columns, no index).
+The index: on SQLite an FTS5 table with the trigram tokenizer (external content: the events
+table itself; the writer adds new events to it, `index_new_events`, and triggers keep it in
+step on delete and update), on PostgreSQL a pg_trgm GIN index on the column. Titles and
+turns' texts are scanned (their folded columns, no index).
 """
 
-import unicodedata
-
-from sqlalchemy import Boolean, String, bindparam, or_, select
+from sqlalchemy import Boolean, String, bindparam, column, insert, or_, select, table
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from sessiongraph.models.tables import Event, Session, Turn
 
 
-# The shortest term, in code points of its folded form: the trigram indexes of both
-# databases cannot serve a shorter one.
-MIN_TERM = 3
-
-
-def fold(text: str | None) -> str | None:
-    """`text` folded for search: Unicode full case folding (str.casefold: "ß" is "ss", final
-    sigma "ς" is "σ") of its canonical decomposition, recomposed (NFC: a precomposed "é" and
-    "e" + U+0301 fold alike; accents are kept, "cafe" does not find "café"), with "i" + U+0307
-    (what the Turkish capital "İ" folds to) made a plain "i". U+0000, which PostgreSQL cannot
-    store, becomes U+FFFD."""
-    if text is None:
-        return None
-    if text.isascii():
-        return text.lower().replace("\x00", "\ufffd")
-    decomposed = unicodedata.normalize("NFD", text).casefold().replace("i\u0307", "i")
-    return unicodedata.normalize("NFC", decomposed).replace("\x00", "\ufffd")
-
-
-def fold_content(content: bytes | None) -> str | None:
-    """An event's content folded: its UTF-8 text, invalid bytes replaced (as Event.message)."""
-    return None if content is None else fold(content.decode("utf-8", "replace"))
-
-
-def title_columns(title: str | None) -> dict:
-    """The columns a change of a session's title sets: the title and its folded copy."""
-    return {"title": title, "search_title": fold(title)}
-
-
 # -- the index on SQLite: an FTS5 table over events.search_text, built with its triggers by
 # migration 0006
 
 FTS_TABLE = "events_search"
+_FTS = table(FTS_TABLE, column("rowid"), column("search_text"))
+
+
+async def index_new_events(connection, *conditions) -> None:
+    """Adds the events `conditions` select (all of them new) to SQLite's FTS5 table, in one
+    statement: the one writer (models/recording.py) calls it after inserting events. One
+    INSERT ... SELECT for a batch costs a quarter of what a trigger row by row does (measured
+    in bench/search.py); the triggers keep the index in step on delete and update. On
+    PostgreSQL the GIN index is the column's own: nothing to do."""
+    if connection.dialect.name != "sqlite":
+        return
+    rows = select(Event.id, Event.search_text).where(*conditions, Event.search_text.is_not(None))
+    await connection.execute(insert(_FTS).from_select(["rowid", "search_text"], rows))
 
 
 def is_index_table(name: str) -> bool:
@@ -123,57 +99,3 @@ def session_text_matches(prefix: str, count: int):
         ))),
         Session.id.in_(select(Event.session_id).where(terms_found(Event.search_text, prefix, count, indexed=True))),
     )
-
-
-# -- snippets: where the terms occur in an event's text, in its own code points
-
-SNIPPET_LENGTH = 200
-
-
-def _clusters(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each run of a character and the combining marks after it: what is
-    folded as one (a fold recomposes within such a run, never across)."""
-    spans, start = [], 0
-    for i in range(1, len(text) + 1):
-        if i == len(text) or not unicodedata.combining(text[i]):
-            spans.append((start, i))
-            start = i
-    return spans
-
-
-def _folded_offsets(text: str) -> tuple[str, list[int], list[int]]:
-    """`text` folded run by run, and for each folded character the start and end, in
-    `text`, of the run it came from."""
-    if text.isascii():  # folding keeps every character in its place
-        offsets = list(range(len(text)))
-        return fold(text), offsets, [i + 1 for i in offsets]
-    folded, starts, ends = [], [], []
-    for start, end in _clusters(text):
-        piece = fold(text[start:end])
-        folded.append(piece)
-        starts += [start] * len(piece)
-        ends += [end] * len(piece)
-    return "".join(folded), starts, ends
-
-
-def snippet(text: str | None, terms: tuple[str, ...]) -> tuple[str, list[tuple[int, int]]]:
-    """Up to SNIPPET_LENGTH characters of `text` around the first place a term occurs, and
-    where the terms occur in it, (start, length) in code points, in order of start."""
-    if not text:
-        return "", []
-    folded, starts, ends = _folded_offsets(text)
-    found = [(at, len(term)) for term in terms if (at := folded.find(term)) >= 0]
-    first_start = first_end = 0
-    if found:
-        at, length = min(found)
-        first_start, first_end = starts[at], ends[at + length - 1]
-    begin = max(0, min(first_start - (SNIPPET_LENGTH - (first_end - first_start)) // 2, len(text) - SNIPPET_LENGTH))
-    cut = text[begin:begin + SNIPPET_LENGTH]
-    folded, starts, ends = _folded_offsets(cut)
-    matches = set()
-    for term in terms:
-        at = folded.find(term)
-        while at >= 0:
-            matches.add((starts[at], ends[at + len(term) - 1] - starts[at]))
-            at = folded.find(term, at + len(term))
-    return cut, sorted(matches)

@@ -15,6 +15,8 @@ from decimal import Decimal
 
 import orjson
 
+from sessiongraph.models.search_text import MIN_TERM, fold
+
 MAX_TITLE_LENGTH = 60
 MAX_EXTERNAL_ID_LENGTH = 255
 MAX_NAME_LENGTH = 255  # task, workflow and agent ids, dedup keys
@@ -516,8 +518,6 @@ def search_terms(query: str) -> tuple[str, ...]:
     """A search query's terms, folded (models/search.fold): separated by white space, a term
     in double quotes may hold white space. Each term at least MIN_TERM characters once folded
     (the trigram indexes serve no shorter one), at most 16 terms and 256 characters."""
-    from sessiongraph.models.search import MIN_TERM, fold  # noqa: PLC0415 - rules import no models at load
-
     if len(query) > MAX_SEARCH_QUERY_LENGTH:
         raise RuleBroken(f"A search query is at most {MAX_SEARCH_QUERY_LENGTH} characters; this one has {len(query)}.")
     if not _is_unicode(query):

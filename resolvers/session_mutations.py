@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 
 from sessiongraph.models import Session
-from sessiongraph.models.search import title_columns
+from sessiongraph.models.search_text import title_columns
 from sessiongraph.live.broker import publishing, session_changed
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput, NotFound

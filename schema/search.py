@@ -3,7 +3,7 @@ events, each edge with the snippet of the event's text where the terms occur."""
 
 import strawberry
 
-from sessiongraph.models.search import snippet
+from sessiongraph.models.search_text import snippet
 from sessiongraph.resolvers import search
 from sessiongraph.resolvers.pagination import Page
 from sessiongraph.schema.connections import PageInfo

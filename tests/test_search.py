@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, text
 
 from sessiongraph.models import Event, Session
-from sessiongraph.models.search import fold
+from sessiongraph.models.search_text import fold
 from sessiongraph.resolvers.rules import search_terms
 from tests.conftest import T0, count_statements, error_codes, event_, execute, ok, store, store_terminal, turn_
 

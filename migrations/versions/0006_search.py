@@ -7,8 +7,8 @@ Adds the folded copies the writers keep of every searchable text (models/search.
 events.search_text (the content as Event.message shows it), sessions.search_title,
 turns.search_query and turns.search_result, computes them for the rows already stored, and
 builds the index over events.search_text: on SQLite an FTS5 table with the trigram tokenizer
-(external content: the events table, kept in step by triggers), on PostgreSQL a pg_trgm GIN
-index. CREATE EXTENSION pg_trgm needs a role allowed to create it: pg_trgm is a trusted
+(external content: the events table; the writer adds new events to it, models/search.py,
+and triggers keep it in step on delete and update), on PostgreSQL a pg_trgm GIN index. CREATE EXTENSION pg_trgm needs a role allowed to create it: pg_trgm is a trusted
 extension (PostgreSQL 13+), so a database owner may; on a managed PostgreSQL it must be on
 the provider's list of allowed extensions (it is on Amazon RDS, Cloud SQL and Azure's).
 """
@@ -16,7 +16,7 @@ the provider's list of allowed extensions (it is on Amazon RDS, Cloud SQL and Az
 from alembic import op
 import sqlalchemy as sa
 
-from sessiongraph.models.search import fold, fold_content
+from sessiongraph.models.search_text import fold, fold_content
 
 revision = '0006'
 down_revision = '0003'
@@ -30,17 +30,18 @@ COLUMNS = {
 }
 BATCH = 2000
 
+# The events whose folded text is not null are in the FTS5 table: the writer adds them
+# (models/search.index_new_events), these triggers take them out and put them back.
 SQLITE_INDEX = (
     "CREATE VIRTUAL TABLE events_search USING fts5(search_text, content='events', content_rowid='id',"
     " tokenize='trigram case_sensitive 1', detail='none')",
-    "CREATE TRIGGER events_search_insert AFTER INSERT ON events BEGIN"
-    " INSERT INTO events_search(rowid, search_text) VALUES (new.id, new.search_text); END",
-    "CREATE TRIGGER events_search_delete AFTER DELETE ON events BEGIN"
+    "CREATE TRIGGER events_search_delete AFTER DELETE ON events WHEN old.search_text IS NOT NULL BEGIN"
     " INSERT INTO events_search(events_search, rowid, search_text) VALUES ('delete', old.id, old.search_text); END",
     "CREATE TRIGGER events_search_update AFTER UPDATE OF search_text ON events BEGIN"
-    " INSERT INTO events_search(events_search, rowid, search_text) VALUES ('delete', old.id, old.search_text);"
-    " INSERT INTO events_search(rowid, search_text) VALUES (new.id, new.search_text); END",
-    "INSERT INTO events_search(events_search) VALUES ('rebuild')",
+    " INSERT INTO events_search(events_search, rowid, search_text)"
+    " SELECT 'delete', old.id, old.search_text WHERE old.search_text IS NOT NULL;"
+    " INSERT INTO events_search(rowid, search_text) SELECT new.id, new.search_text WHERE new.search_text IS NOT NULL; END",
+    "INSERT INTO events_search(rowid, search_text) SELECT id, search_text FROM events WHERE search_text IS NOT NULL",
 )
 
 
@@ -89,7 +90,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != 'postgresql':
-        for trigger in ('insert', 'delete', 'update'):
+        for trigger in ('delete', 'update'):
             op.execute(f'DROP TRIGGER events_search_{trigger}')
         op.execute('DROP TABLE events_search')
     op.drop_index('events_search_text_trgm', table_name='events')
