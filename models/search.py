@@ -7,7 +7,9 @@ step on delete and update), on PostgreSQL a pg_trgm GIN index on the column. Tit
 turns' texts are scanned (their folded columns, no index).
 """
 
-from sqlalchemy import Boolean, String, bindparam, column, insert, or_, select, table
+from sqlalchemy import String, bindparam, column, insert, or_, select, table
+from sqlalchemy.sql.visitors import replacement_traverse
+from sqlalchemy.types import NullType
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -49,7 +51,9 @@ class terms_found(FunctionElement):
     (`indexed`), whose trigram index serves GLOB. The patterns are made from the bound terms
     in SQL (their wildcards escaped), so the values bound are the same on both databases."""
 
-    type = Boolean()
+    # No Boolean type: SQLite's compiler would compare a Boolean expression with 1, which
+    # stops its planner from driving the statement from the index's rows.
+    type = NullType()
     name = "terms_found"
     inherit_cache = True
 
@@ -99,3 +103,39 @@ def session_text_matches(prefix: str, count: int):
         ))),
         Session.id.in_(select(Event.session_id).where(terms_found(Event.search_text, prefix, count, indexed=True))),
     )
+
+
+class unindexed(FunctionElement):
+    """A column whose indexes SQLite's planner must not use (`+column`, SQLite's own idiom);
+    the column as it is elsewhere. The search page wraps the sessions' scope columns in it:
+    without statistics SQLite would walk every visible session's events and test each
+    against the index's rows, instead of reading the index's few rows first."""
+
+    name = "unindexed"
+    inherit_cache = True
+
+    def __init__(self, column) -> None:
+        self.type = column.type
+        super().__init__(column)
+
+
+@compiles(unindexed)
+def _unindexed_sqlite(element, compiler, **kw):
+    return "+" + compiler.process(element.clauses, **kw)
+
+
+@compiles(unindexed, "postgresql")
+def _unindexed_postgresql(element, compiler, **kw):
+    return compiler.process(element.clauses, **kw)
+
+
+def scope_unindexed(condition):
+    """`condition` with the sessions' scope columns (organisation, owner) `unindexed`."""
+    scope = {Session.__table__.c.org_id.name, Session.__table__.c.user_id.name}
+
+    def replace(element):
+        if getattr(element, "table", None) is Session.__table__ and getattr(element, "name", None) in scope:
+            return unindexed(element)
+        return None
+
+    return replacement_traverse(condition, {}, replace)

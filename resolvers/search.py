@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, func, select, tuple_
 
 from sessiongraph.loaders import EVENT_COLUMNS, EVENTS_WITH_SESSION
 from sessiongraph.models import Event
-from sessiongraph.models.search import term_parameters, terms_found
+from sessiongraph.models.search import scope_unindexed, term_parameters, terms_found
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput
 from sessiongraph.resolvers.pagination import Page, PageArgs, cut_page, decode_cursor, encode_cursor
@@ -34,8 +34,7 @@ def _statements(admin: bool, terms: int, shape: tuple, typed: bool, after: bool)
     `typed`: only the event types bound; else every type but LLM_PARTIAL (as Session.events
     has it: streamed fragments of an output found whole in its LLM_OUTPUT)."""
     conditions = [
-        visible_sessions(admin),
-        *_filter_conditions(shape),
+        *map(scope_unindexed, [visible_sessions(admin), *_filter_conditions(shape)]),
         terms_found(Event.search_text, "search", terms, indexed=True),
         Event.type.in_(bindparam("types", expanding=True)) if typed else Event.type != "LLM_PARTIAL",
     ]

@@ -5,15 +5,18 @@ deleted session's; pages newest first; every bad query BAD_USER_INPUT naming its
 the index kept in step by every writer."""
 
 import random
+import uuid
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text
 
-from sessiongraph.models import Event, Session
+from sessiongraph.migrations import upgrade_async
+from sessiongraph.models import Event, Session, create_engine
 from sessiongraph.models.search_text import fold
 from sessiongraph.resolvers.rules import search_terms
-from tests.conftest import T0, count_statements, error_codes, event_, execute, ok, store, store_terminal, turn_
+from sessiongraph.resolvers.context import Viewer
+from tests.conftest import BACKENDS, T0, count_statements, error_codes, event_, execute, fresh_database, ok, store, store_terminal, turn_
 
 pytestmark = pytest.mark.usefixtures("both_executions")
 
@@ -334,3 +337,41 @@ async def test_the_index_is_used_not_a_scan(engine, org):
                 "EXPLAIN SELECT id FROM events WHERE search_text LIKE '%vent 4%'"
             ))).all()
             assert any("events_search_text_trgm" in str(row) for row in plan)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_the_migration_makes_stored_texts_searchable(backend):
+    """Data stored before revision 0006 is found after it: the migration folds the texts
+    already stored and builds the index over them."""
+    org_id, user_id, session_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with fresh_database(backend, "0003") as url:
+        engine = create_engine(url)
+        try:
+            ids = (lambda u: u.hex) if backend == "sqlite" else (lambda u: u)
+            at = "2025-10-28 06:00:00.000000" if backend == "sqlite" else T0
+            async with engine.begin() as connection:
+                await connection.execute(text("INSERT INTO users (id, org_id, created_at) VALUES (:u, :o, :t)"),
+                                         {"u": ids(user_id), "o": ids(org_id), "t": at})
+                await connection.execute(text(
+                    "INSERT INTO sessions (id, org_id, user_id, title, metadata, created_at, updated_at, last_activity_at,"
+                    " turn_count, tokens_used, event_count) VALUES (:s, :o, :u, 'Große Reise', '{}', :t, :t, :t, 1, 0, 2)"
+                ), {"s": ids(session_id), "o": ids(org_id), "u": ids(user_id), "t": at})
+                await connection.execute(text(
+                    "INSERT INTO turns (session_id, position, task_id, status, created_at, tokens_used, agents, user_query, result)"
+                    " VALUES (:s, 1, 'task-1', 'COMPLETED', :t, 0, '[]', 'Where to in LISBON?', 'Alfama')"
+                ), {"s": ids(session_id), "t": at})
+                for seq, content in ((1, "连接数据库失败".encode()), (2, b"\xffDISK FULL")):
+                    await connection.execute(text(
+                        "INSERT INTO events (session_id, seq, type, content, timestamp) VALUES (:s, :q, 'OUTPUT', :c, :t)"
+                    ), {"s": ids(session_id), "q": seq, "c": content, "t": at})
+            await upgrade_async(url)
+            viewer = Viewer(user_id, org_id, "USER", "USER")
+            assert await found(engine, viewer, "数据库") == ["连接数据库失败"]
+            assert await found(engine, viewer, "disk full") == ["\ufffdDISK FULL"]
+            for query in ("GROSSE", "lisbon", "alfama", "数据库"):
+                assert (await ok(engine, viewer, SESSIONS, {"text": query}))["sessions"]["totalCount"] == 1, query
+            # Written after the migration: in the index too (the writer keeps it from then on).
+            await store(engine, viewer, 1, events=[event_("OUTPUT", 2, "disk full again")])
+            assert await found(engine, viewer, "disk full") == ["disk full again", "\ufffdDISK FULL"]
+        finally:
+            await engine.dispose()
