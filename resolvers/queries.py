@@ -175,7 +175,7 @@ def _json_contains_postgresql(element, compiler, **kw):
     return f"{compiler.process(column, **kw)} @> CAST({compiler.process(value, **kw)} AS JSONB)"
 
 
-def _filter_conditions(shape: tuple) -> list:
+def filter_conditions(shape: tuple) -> list:
     """The SQL of each filter given, as its declaration says; values are bound by name."""
     found = []
     for name, variant in shape:
@@ -210,7 +210,7 @@ def _list_statements(admin: bool, order_field: str, descending: bool, forward: b
     keying them anew took most of a list page's time. Values are bound at execution."""
     order_column = ORDER_COLUMNS[order_field]
     keys = tuple_(order_column, Session.id)
-    conditions = [visible_sessions(admin), *_filter_conditions(shape)]
+    conditions = [visible_sessions(admin), *filter_conditions(shape)]
     count = select(func.count()).select_from(Session).where(*conditions)
     for name, present, comes_after in (("after", after, True), ("before", before, False)):
         if present:

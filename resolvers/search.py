@@ -16,7 +16,7 @@ from sessiongraph.models.search import scope_unindexed, term_parameters, terms_f
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput
 from sessiongraph.resolvers.pagination import Page, PageArgs, cut_page, decode_cursor, encode_cursor
-from sessiongraph.resolvers.queries import SessionListFilter, _filter_conditions
+from sessiongraph.resolvers.queries import SessionListFilter, filter_conditions
 from sessiongraph.resolvers.rules import search_terms
 from sessiongraph.resolvers.visibility import visible_sessions
 
@@ -34,7 +34,7 @@ def _statements(admin: bool, terms: int, shape: tuple, typed: bool, after: bool)
     `typed`: only the event types bound; else every type but LLM_PARTIAL (as Session.events
     has it: streamed fragments of an output found whole in its LLM_OUTPUT)."""
     conditions = [
-        *map(scope_unindexed, [visible_sessions(admin), *_filter_conditions(shape)]),
+        *map(scope_unindexed, [visible_sessions(admin), *filter_conditions(shape)]),
         terms_found(Event.search_text, "search", terms, indexed=True),
         Event.type.in_(bindparam("types", expanding=True)) if typed else Event.type != "LLM_PARTIAL",
     ]
