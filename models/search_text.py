@@ -11,6 +11,10 @@ the same answers; the databases' own case rules are never used.
 
 import unicodedata
 
+# The folded copies (columns of models/fields.py), which only the search's conditions read:
+# the pages and lookups of turns and events leave them out (they double a row's text).
+FOLDED_COLUMNS = frozenset({"search_text", "search_title", "search_query", "search_result"})
+
 # The shortest term, in code points of its folded form: the trigram indexes of both
 # databases cannot serve a shorter one.
 MIN_TERM = 3

@@ -21,9 +21,6 @@ from sessiongraph.resolvers.rules import search_terms
 from sessiongraph.resolvers.visibility import visible_sessions
 
 SEARCH_PAGE = 20
-# What a page reads: an event's row as the other event pages read it, without its folded
-# copy (the snippet is cut from the content itself).
-SEARCH_COLUMNS = tuple(c for c in EVENT_COLUMNS if c.name != "search_text")
 ORDER = (Event.timestamp, Event.seq, Event.id)
 
 
@@ -43,7 +40,7 @@ def _statements(admin: bool, terms: int, shape: tuple, typed: bool, after: bool)
         bound = tuple_(*(bindparam(f"after_{c.name}", type_=c.type) for c in ORDER))
         conditions.append(tuple_(*ORDER) < bound)
     page = (
-        select(*SEARCH_COLUMNS)
+        select(*EVENT_COLUMNS)
         .select_from(EVENTS_WITH_SESSION)
         .where(*conditions)
         .order_by(*(c.desc() for c in ORDER))
