@@ -97,6 +97,16 @@ async def fresh(database: str, postgres_url: str, directory: str, name: str) -> 
     return url
 
 
+async def drop_databases(postgres_url: str, *names: str) -> None:
+    """The bench's PostgreSQL databases, dropped when it is done (a million events: a GB)."""
+    admin = create_engine(make_url(postgres_url).set(database="postgres").render_as_string(hide_password=False),
+                          isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        for name in names:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(postgres_url).database}_{name}"'))
+    await admin.dispose()
+
+
 async def drop_search_index(engine) -> None:
     async with engine.begin() as connection:
         if engine.dialect.name == "sqlite":
@@ -242,6 +252,8 @@ async def main() -> None:
             for row in await measure(url, args.requests, args.scan_requests):
                 print(row)
             print()
+            if database == "postgresql":
+                await drop_databases(args.postgres_url, "without", "search")
 
 
 if __name__ == "__main__":
