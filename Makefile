@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py --postgres-url $(BENCH_POSTGRES_URL) $(BENCH_ARGS)
 	$(BIN)/python bench/downloads.py
 	$(BIN)/python bench/otlp.py
+	$(BIN)/python bench/search.py
 
 bench-compare: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt

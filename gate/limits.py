@@ -37,11 +37,15 @@ from strawberry.schema.schema import validate_document
 
 from sessiongraph.resolvers.pagination import MAX_PAGE_SIZE
 from sessiongraph.resolvers.queries import EVENTS_PAGE, SESSIONS_PAGE, TURNS_PAGE
+from sessiongraph.resolvers.search import SEARCH_PAGE
 
 TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 # What a connection returns when neither `first` nor `last` is given; a connection not listed
 # here is assumed to return a full page, so a new connection is never under-counted.
-DEFAULT_PAGE_SIZES = {"SessionConnection": SESSIONS_PAGE, "TurnConnection": TURNS_PAGE, "EventConnection": EVENTS_PAGE}
+DEFAULT_PAGE_SIZES = {
+    "SessionConnection": SESSIONS_PAGE, "TurnConnection": TURNS_PAGE, "EventConnection": EVENTS_PAGE,
+    "EventSearchConnection": SEARCH_PAGE,
+}
 # Fields whose list argument says how many nodes they return.
 LIST_ARGUMENT_FIELDS = {("Query", "nodes"): "ids"}
 # A connection's arguments that size its page (the first one given counts).

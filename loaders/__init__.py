@@ -20,13 +20,15 @@ from strawberry.dataloader import DataLoader
 
 from sessiongraph.models import Event, Session, Turn
 from sessiongraph.models.fields import EVENT_SESSION_COLUMNS
+from sessiongraph.models.search_text import FOLDED_COLUMNS
 from sessiongraph.models.types import JSONIds
 
 SESSION_COLUMNS = tuple(Session.__table__.c)
-TURN_COLUMNS = tuple(Turn.__table__.c)
+# Not the folded copies of the texts, which only the search reads (models/search_text.py).
+TURN_COLUMNS = tuple(c for c in Turn.__table__.c if c.name not in FOLDED_COLUMNS)
 # An event's `elapsedMs` is measured from its session's creation: it comes with the row.
 EVENT_COLUMNS = (
-    *Event.__table__.c,
+    *(c for c in Event.__table__.c if c.name not in FOLDED_COLUMNS),
     *(Session.__table__.c[column].label(name) for name, column in EVENT_SESSION_COLUMNS.items()),
 )
 EVENTS_WITH_SESSION = Event.__table__.join(Session.__table__, Event.session_id == Session.id)

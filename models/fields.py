@@ -325,6 +325,8 @@ SESSION_FIELDS = (
     Field("event_count", int, stored=Stored("int", default=0), exposed=False),
     Field("deleted_at", datetime | None, stored=Stored("time", nullable=True), exposed=False),
     Field("deleted_by", uuid.UUID | None, stored=Stored("uuid", nullable=True), exposed=False),
+    # The title folded for search (models/search.fold), kept by the writers.
+    Field("search_title", str | None, stored=Stored("text", nullable=True), exposed=False),
 )
 
 TURN_FIELDS = (
@@ -400,6 +402,9 @@ TURN_FIELDS = (
         value=lambda row: None if row.red_team_settings is None else settings_of(row.red_team_settings),
         imported=IMPORTED,
     ),
+    # The user query and the result folded for search (models/search.fold), kept by the writers.
+    Field("search_query", str | None, stored=Stored("text", nullable=True), exposed=False),
+    Field("search_result", str | None, stored=Stored("text", nullable=True), exposed=False),
 )
 
 EVENT_FIELDS = (
@@ -435,6 +440,9 @@ EVENT_FIELDS = (
     ),
     Field("payload", Json | None, stored=Stored("json", nullable=True), imported=IMPORTED),
     Field("dedup_key", str | None, stored=Stored("string", nullable=True, length=255), exposed=False, imported=IMPORTED),
+    # The message folded for search (models/search.fold_content), kept by the writers; what
+    # the search index covers.
+    Field("search_text", str | None, stored=Stored("text", nullable=True), exposed=False),
 )
 
 # The details of TERMINAL and RED_TEAM sessions: columns of the session's row (the objects
@@ -644,7 +652,8 @@ class Filter:
     `nonzero`: true keeps the sessions whose column is above 0, false those where it is 0;
     `holds`: the column's JSON array holds the value; `contains`: the column's JSON value
     contains the given JSON object, as PostgreSQL's jsonb `@>` says, see
-    models/containment.py). `of_kind`: only sessions of that kind."""
+    models/containment.py; `text`: a search query, see models/search.py). `of_kind`: only
+    sessions of that kind."""
 
     name: str
     annotation: Any
@@ -699,5 +708,10 @@ SESSION_FILTERS = (
         '1.0), never equal to strings ("1") or booleans (true); null matches only a stored null; {} '
         "matches every session. Not an object: BAD_USER_INPUT. A value no metadata can hold (a "
         "string with U+0000) matches nothing.",
+    ),
+    Filter(
+        "text", str | None, ("search_title",), "text",
+        "Sessions where the title, a turn's user query or result, or an event's text content "
+        "matches this search query (as `searchEvents` reads it).",
     ),
 )

@@ -9,6 +9,7 @@ from itertools import chain
 from operator import attrgetter
 
 from sessiongraph.models.fields import FIELDS, stored
+from sessiongraph.models.search_text import fold, fold_content
 
 
 @dataclass(slots=True)
@@ -22,6 +23,10 @@ class NewEvent:
     # SQLite's text of `timestamp` ("2025-01-01 06:00:00.000000"), when the importer read it
     # in the form that text is cut from; else None. Not compared: the same event either way.
     sqlite_timestamp: str | None = field(default=None, compare=False)
+
+    @property
+    def search_text(self) -> str | None:
+        return fold_content(self.content)
 
 
 @dataclass(slots=True)
@@ -40,6 +45,14 @@ class NewTurn:
     prepared_prompt: str | None = None
     red_team_settings: dict | None = None
     events: list[NewEvent] = field(default_factory=list)
+
+    @property
+    def search_query(self) -> str | None:
+        return fold(self.user_query)
+
+    @property
+    def search_result(self) -> str | None:
+        return fold(self.result)
 
 
 @dataclass(slots=True)
@@ -87,6 +100,10 @@ class NewSession:
     red_team_settings: dict | None = None
     turns: list[NewTurn] = field(default_factory=list)
     events: list[NewEvent] = field(default_factory=list)
+
+    @property
+    def search_title(self) -> str | None:
+        return fold(self.title)
 
 
 @dataclass(slots=True)

@@ -34,6 +34,8 @@ from sessiongraph.models.new_sessions import (
     unique_tasks,
 )
 from sessiongraph.models.database import json_dumps
+from sessiongraph.models.search import index_new_events
+from sessiongraph.models.search_text import fold
 from sessiongraph.models.tables import Event, Session, Turn, User
 from sessiongraph.observability.metrics import events_written
 
@@ -178,10 +180,11 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
             "workflow_id": rows.workflow_ids,
             **columns,
         }, bound)
+        await index_new_events(connection, Event.session_id.in_([s["id"] for s in rows.sessions]))
     return rows.stored
 
 
-_EVENT_FIELDS = ("type", "agent_id", "content", "timestamp", "payload", "dedup_key")
+_EVENT_FIELDS = ("type", "agent_id", "content", "timestamp", "payload", "dedup_key", "search_text")
 _sqlite_timestamp = attrgetter("sqlite_timestamp")
 
 # Rows a statement: one INSERT of many rows costs PostgreSQL less than as many one-row
@@ -379,6 +382,7 @@ async def insert_event_runs(
                 "timestamp": e.timestamp,
                 "payload": e.payload,
                 "dedup_key": e.dedup_key,
+                "search_text": e.search_text,
             }
             for seq, e, (turn_id, workflow_id) in zip(seqs, events, turn_of, strict=True)
         ],
@@ -386,6 +390,7 @@ async def insert_event_runs(
         session_id,
         seqs,
     )
+    await index_new_events(connection, Event.session_id == session_id, Event.seq.between(seqs[0], seqs[-1]))
     await _touch(connection, session_id, max(e.timestamp for e in events))
     if figures:
         for turn_id, _, run_events in runs:
@@ -514,6 +519,7 @@ async def end_turn(
         values["user_query"] = user_query
     if result is not None:
         values["result"] = result
+        values["search_result"] = fold(result)
     if tokens_used is not None:
         values["tokens_used"] = tokens_used
     if cost_usd_micros is not None:

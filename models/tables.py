@@ -160,6 +160,11 @@ class Event(Base):
             sqlite_where=text("dedup_key IS NOT NULL"),
             postgresql_where=text("dedup_key IS NOT NULL"),
         ),
+        # Full-text search (models/search.py): on PostgreSQL a pg_trgm GIN index on the
+        # folded text; SQLite's index is an FTS5 table, and the index of this name there is
+        # partial over no row. Migration 0006.
+        Index("events_search_text_trgm", "search_text", postgresql_using="gin",
+              postgresql_ops={"search_text": "gin_trgm_ops"}, sqlite_where=text("0")),
     )
 
 

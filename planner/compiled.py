@@ -364,6 +364,8 @@ def compile_connection(run, connection_type, details, fetched=None) -> Connectio
                         return None
                 elif edge_what == "__typename":
                     detail = edge_type.name
+                elif edge_what != "cursor":
+                    return None  # a field of the edge's own (a search's snippet): its resolver's
                 edge_fields.append((edge_key, edge_what, detail))
             selection.fields.append((key, what, edge_fields))
         elif what == "pageInfo":

@@ -15,10 +15,12 @@ from sqlalchemy.sql.functions import FunctionElement
 from sessiongraph.models import Session
 from sessiongraph.models.database import json_dumps
 from sessiongraph.models.fields import SESSION_FILTERS
+from sessiongraph.models.search import session_text_matches, term_parameters
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput
 from sessiongraph.resolvers.ids import from_global_id
 from sessiongraph.loaders import SESSION_COLUMNS, EventFilter, OwnedKey, PageKey
+from sessiongraph.resolvers.rules import search_terms
 from sessiongraph.resolvers.pagination import Page, PageArgs, cut_page, decode_cursor, encode_cursor
 # find_session: the read side's lookup by id, used by the schema's `session` field.
 from sessiongraph.resolvers.visibility import find_session, visible_session, visible_sessions  # noqa: F401
@@ -54,7 +56,9 @@ class SessionListFilter:
             value = given.get(f.name)
             if value is None or (f.how == "substring" and not value):
                 continue  # an empty substring keeps every session
-            if f.how == "contains":
+            if f.how == "text":
+                value = search_terms(value)
+            elif f.how == "contains":
                 value = _json_object_text(f.name, value)
             elif f.how == "holds":
                 value = _json_text([value])
@@ -74,7 +78,9 @@ class SessionListFilter:
         found = {}
         for name, value in self.values:
             how = _FILTERS[name].how
-            if how == "substring":
+            if how == "text":
+                found |= term_parameters(f"filter_{name}", value)
+            elif how == "substring":
                 if NUL not in value:
                     found[f"filter_{name}"] = "%" + value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             elif how == "in":
@@ -96,6 +102,8 @@ def _holds_nul(value) -> bool:
 
 
 def _shape_of(how: str, value) -> str:
+    if how == "text":  # the number of terms
+        return str(len(value))
     if how == "nonzero":
         return "true" if value else "false"
     if value is UNSTORABLE or (how != "in" and _holds_nul(value)):
@@ -167,7 +175,7 @@ def _json_contains_postgresql(element, compiler, **kw):
     return f"{compiler.process(column, **kw)} @> CAST({compiler.process(value, **kw)} AS JSONB)"
 
 
-def _filter_conditions(shape: tuple) -> list:
+def filter_conditions(shape: tuple) -> list:
     """The SQL of each filter given, as its declaration says; values are bound by name."""
     found = []
     for name, variant in shape:
@@ -179,7 +187,9 @@ def _filter_conditions(shape: tuple) -> list:
         bound = f"filter_{name}"
         if f.of_kind is not None:
             found.append(Session.__table__.c.kind == literal_column(f"'{f.of_kind}'"))
-        if f.how == "substring":
+        if f.how == "text":
+            found.append(session_text_matches(bound, int(variant)))
+        elif f.how == "substring":
             pattern = bindparam(bound)
             found.append(or_(*(func.lower(c).like(pattern, escape="\\") for c in columns)))
         elif f.how == "in":
@@ -199,7 +209,7 @@ def _list_parts(admin: bool, order_field: str, descending: bool, forward: bool, 
     """A session list's conditions without and with its cursors, and the order it fetches in."""
     order_column = ORDER_COLUMNS[order_field]
     keys = tuple_(order_column, Session.id)
-    conditions = [visible_sessions(admin), *_filter_conditions(shape)]
+    conditions = [visible_sessions(admin), *filter_conditions(shape)]
     counted = tuple(conditions)
     for name, present, comes_after in (("after", after, True), ("before", before, False)):
         if present:

@@ -15,6 +15,8 @@ from decimal import Decimal
 
 import orjson
 
+from sessiongraph.models.search_text import MIN_TERM, fold
+
 MAX_TITLE_LENGTH = 60
 MAX_EXTERNAL_ID_LENGTH = 255
 MAX_NAME_LENGTH = 255  # task, workflow and agent ids, dedup keys
@@ -582,3 +584,53 @@ FIELD_RULES = {
     ("Event", "dedup_key"): _named("dedup key"),
     ("Event", "payload"): check_payload,
 }
+
+
+# -- search queries (searchEvents, SessionFilter.text; models/search.py folds and matches)
+
+MAX_SEARCH_QUERY_LENGTH = 256
+MAX_SEARCH_TERMS = 16
+
+
+def search_terms(query: str) -> tuple[str, ...]:
+    """A search query's terms, folded (models/search.fold): separated by white space, a term
+    in double quotes may hold white space. Each term at least MIN_TERM characters once folded
+    (the trigram indexes serve no shorter one), at most 16 terms and 256 characters."""
+    if len(query) > MAX_SEARCH_QUERY_LENGTH:
+        raise RuleBroken(f"A search query is at most {MAX_SEARCH_QUERY_LENGTH} characters; this one has {len(query)}.")
+    if not _is_unicode(query):
+        raise RuleBroken("A search query must be Unicode text (it holds a lone surrogate).")
+    terms, position = [], 0
+    while position < len(query):
+        character = query[position]
+        if character in WHITE_SPACE:
+            position += 1
+        elif character == '"':
+            end = query.find('"', position + 1)
+            if end < 0:
+                raise RuleBroken('A search query\'s double quotes must be balanced: a quoted term ends with ".')
+            terms.append(query[position + 1:end])
+            position = end + 1
+        else:
+            end = position
+            while end < len(query) and query[end] not in WHITE_SPACE and query[end] != '"':
+                end += 1
+            terms.append(query[position:end])
+            position = end
+    if not terms:
+        raise RuleBroken("A search query needs at least one term.")
+    if len(terms) > MAX_SEARCH_TERMS:
+        raise RuleBroken(f"A search query has at most {MAX_SEARCH_TERMS} terms; this one has {len(terms)}.")
+    folded = tuple(fold(term) for term in terms)
+    for term, given in zip(folded, terms, strict=True):
+        if len(term) < MIN_TERM:
+            raise RuleBroken(f"A search term is at least {MIN_TERM} characters: {given!r} is shorter.")
+    return folded
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

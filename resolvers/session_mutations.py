@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 
 from sessiongraph.models import Session
+from sessiongraph.models.search_text import title_columns
 from sessiongraph.live.broker import publishing, session_changed
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput, NotFound
@@ -49,7 +50,7 @@ async def rename_session(ctx: RequestContext, id_: str, title: str):
             await connection.execute(
                 update(SESSIONS)
                 .where(SESSIONS.c.id == target.id, SESSIONS.c.deleted_at.is_(None))
-                .values(title=title, updated_at=datetime.now(UTC))
+                .values(**title_columns(title), updated_at=datetime.now(UTC))
                 .returning(*SESSION_COLUMNS)
             )
         ).first()
@@ -105,7 +106,7 @@ def updated_columns(changes: dict, now: datetime) -> dict:
     columns: dict = {}
     for name, value in changes.items():
         if name == "title":
-            columns["title"] = None if value is None else sanitize_title(value)
+            columns |= title_columns(None if value is None else sanitize_title(value))
         elif name == "token_budget":
             columns["token_budget"] = check_count(value, "token budget")
         elif name == "metadata":

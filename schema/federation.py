@@ -183,7 +183,7 @@ def cost_directives(schema: GraphQLSchema) -> tuple[dict, dict]:
             connection = get_named_type(field.type)
             sized = _list_fields(connection)
             on_fields[type_.name, name] = [_directive(
-                "listSize", assumedSize=assumed, slicingArguments=list(PAGE_SIZE_ARGUMENTS),
+                "listSize", assumedSize=assumed, slicingArguments=[a for a in PAGE_SIZE_ARGUMENTS if a in field.args],
                 sizedFields=sized, requireOneSlicingArgument=False,
             )]
             for list_field in sized:

@@ -5,6 +5,7 @@ import strawberry
 from sessiongraph.resolvers import queries
 from sessiongraph.schema.connections import Connection, selects
 from sessiongraph.schema.inputs import OrderDirection, SessionFilter, SessionOrder
+from sessiongraph.schema.search import SEARCH_EVENTS_DESCRIPTION, search_events
 from sessiongraph.schema.types import NODE_TYPES, Node, Session, Viewer
 
 
@@ -68,6 +69,8 @@ class Query:
         order_by: SessionOrder | None = None,
     ) -> Connection[Session]:
         return await session_list(info, first, after, last, before, {} if filter is None else vars(filter), order_by)
+
+    search_events = strawberry.field(resolver=search_events, description=SEARCH_EVENTS_DESCRIPTION)
 
     @strawberry.field
     async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:

@@ -333,10 +333,12 @@ async def test_each_connection_is_sized_by_its_page_arguments_and_the_page_it_re
     sized = {field: d["listSize"] for field, d in directives.items() if "listSize" in d}
     assert set(sized) == {
         ("Query", "sessions"), ("User", "sessions"), ("Session", "turns"), ("Session", "events"),
-        ("Turn", "events"), ("Chat", "turns"),
+        ("Turn", "events"), ("Chat", "turns"), ("Query", "searchEvents"),
     }
-    for listed in sized.values():
-        assert listed["slicingArguments"] == ["first", "last"] and listed["sizedFields"] == ["nodes", "edges"]
+    for field, listed in sized.items():
+        # searchEvents pages forward only: no `last`
+        assert listed["slicingArguments"] == (["first"] if field == ("Query", "searchEvents") else ["first", "last"])
+        assert sorted(listed["sizedFields"]) == ["edges", "nodes"]
         assert listed["requireOneSlicingArgument"] is False
     # The size assumed without first/last is the page the server returns then.
     data = await ok(engine, org.alice, '{ sessions { nodes { id } } session(id: "%s") { turns { nodes { id } } } }' % session)
@@ -344,7 +346,7 @@ async def test_each_connection_is_sized_by_its_page_arguments_and_the_page_it_re
     assert len(data["session"]["turns"]["nodes"]) == sized["Session", "turns"]["assumedSize"] == 10
     # What weighs: each node of a page, as the server counts them; no object type.
     weighed = {field for field, d in directives.items() if "cost" in d}
-    assert weighed == {(f"{t}{part}", name) for t in ("Session", "Turn", "Event") for part, name in (("Connection", "nodes"), ("Edge", "node"))}
+    assert weighed == {(f"{t}{part}", name) for t in ("Session", "Turn", "Event", "EventSearch") for part, name in (("Connection", "nodes"), ("Edge", "node"))}
     assert all(directives[field]["cost"] == {"weight": 1} for field in weighed)
     assert sdl.count("@cost(weight: 0)") == len(re.findall(r"^type (?!Query|Mutation|Subscription|_)", sdl, re.M))
 

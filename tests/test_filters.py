@@ -17,6 +17,8 @@ from sqlalchemy import bindparam, select, text, update
 from sessiongraph.models import Session
 from sessiongraph.models.containment import contains, parse
 from sessiongraph.models.database import json_dumps
+from sessiongraph.models.search_text import fold
+from sessiongraph.resolvers.rules import search_terms
 from tests.conftest import T0, count_statements, error_codes, execute, ok, store
 
 PAGE = """query($filter: SessionFilter, $order: SessionOrder, $first: Int, $after: String, $last: Int, $before: String) {
@@ -133,6 +135,8 @@ RULES = {
     "runnerIds": lambda s, v: s["kind"] == "RED_TEAM" and s["runner_id"] in v,
     "endpoint": lambda s, v: s["kind"] == "RED_TEAM" and v in (s["endpoints"] or []),
     "metadata": lambda s, v: contains(parse(json_dumps(s["metadata"])), parse(json_dumps(v))),
+    # These sessions have no turns or events: their titles alone.
+    "text": lambda s, v: all(term in fold(s["title"] or "") for term in search_terms(v)),
 }
 
 
@@ -170,6 +174,7 @@ EXAMPLES = {
     "runnerIds": [["runner-1"]],
     "endpoint": ["openai/gpt", "local/llama"],
     "metadata": [{}, {"team": "banking"}, {"n": 1}, {"tags": ["a"]}, {"tags": ["b", "a"]}, {"nested": {"x": 1}}, {"n": None}],
+    "text": ["SPECIAL", '"session 1"', "sion spec"],
 }
 ALONE = [(name, value) for name, values in EXAMPLES.items() for value in values]
 

@@ -249,7 +249,24 @@ async def run_demo_kinds(engine):
     assert run_["costUsd"] == 0.0102  # 2 x (0.0042 + 0.0008 + 0.0001)
 
 
+async def run_search_events(engine):
+    """The search page: "LENTIL" finds the lentil answers of the recipe chat (bob's, which the
+    demo admin sees), newest first, each snippet marking the term; the next page goes on."""
+    data = (await run(engine, "SearchEvents.graphql", {"query": "LENTIL", "first": 1}))["searchEvents"]
+    assert data["totalCount"] == 3  # the prompt asking for lentils and two answers
+    [edge] = data["edges"]
+    assert edge["snippet"] == "Lentil shepherd's pie." and edge["matches"] == [{"start": 0, "length": 6}]
+    assert edge["node"]["session"]["title"] == "Recipe ideas" and edge["node"]["type"] == "LLM_OUTPUT"
+    rest = (await run(engine, "SearchEvents.graphql", {"query": "LENTIL", "after": data["pageInfo"]["endCursor"]}))["searchEvents"]
+    assert [e["snippet"] for e in rest["edges"]] == ["Lentil dal with spinach.", "Something vegetarian with lentils."]
+    assert not rest["pageInfo"]["hasNextPage"]
+    only_alice = {"filter": {"userId": str(ALICE)}, "types": ["LLM_OUTPUT"]}
+    found = (await run(engine, "SearchEvents.graphql", {"query": "Belém", **only_alice}))["searchEvents"]
+    assert [e["snippet"] for e in found["edges"]] == ["Day 2: Belém."]
+
+
 RUNS = {
+    "SearchEvents.graphql": run_search_events,
     "UpdateSession.graphql": run_update_session,
     "EndSession.graphql": run_end_session,
     "TerminalSessions.graphql": run_terminal_sessions,

@@ -156,9 +156,9 @@ async def test_every_query_document_answers_the_same(engine, org, world):
         for session in ("alice0", "bob1", "stranger0", "alice_terminal", "alice_red_team"):
             gid = to_global_id("Session", world[session])
             for variables in (
-                {"id": gid, "sessionId": gid},
-                {"id": gid, "sessionId": gid, "first": 1, "filter": {"search": "session 1"}},
-                {"id": gid, "sessionId": gid, "first": 2, "orderBy": {"field": "TOKENS_USED", "direction": "ASC"}},
+                {"id": gid, "sessionId": gid, "query": "answer"},
+                {"id": gid, "sessionId": gid, "first": 1, "filter": {"search": "session 1"}, "query": "ROW"},
+                {"id": gid, "sessionId": gid, "first": 2, "orderBy": {"field": "TOKENS_USED", "direction": "ASC"}, "query": '"answer 1"'},
             ):
                 for viewer in (org.alice, org.admin, org.bob):
                     assert_same_answer(*await both_ways(engine, viewer, query, variables), (path.name, variables))

@@ -1,0 +1,260 @@
+"""Full-text search bench (issue 18): on each database, a data set of N events (about 200
+bytes of text each, a tenth of them non-Latin: CJK, Greek, Cyrillic), imported through the
+importer twice -- with the search (folded copies and their index) and without it -- then
+`searchEvents` first pages for a rare term, a common term and three terms, each against the
+same page read by a plain scan (LIKE/ILIKE over the content, no index), and the index's size
+against the events table's. Prints a Markdown section.
+
+    python bench/search.py [--databases sqlite,postgresql] [--events 1000000]
+        [--postgres-url postgresql+asyncpg://postgres@127.0.0.1:5432/sessiongraph_bench_search]
+
+Queries go through the schema in-process (no HTTP: the index is what is measured), one at a
+time: req/s is one client's rate.
+"""
+
+import argparse
+import asyncio
+import io
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+from sqlalchemy import Uuid, bindparam, text
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sessiongraph.ingest.importer import import_lines  # noqa: E402
+from sessiongraph.migrations import upgrade_async  # noqa: E402
+from sessiongraph.models import create_engine  # noqa: E402
+from sessiongraph.models import recording  # noqa: E402
+from sessiongraph.models.new_sessions import NewEvent  # noqa: E402
+from sessiongraph.resolvers.context import RequestContext, Viewer  # noqa: E402
+from sessiongraph.schema import schema  # noqa: E402
+
+ORG = uuid.UUID("00000000-0000-4000-8000-00000000b0b0")
+USER = uuid.UUID("00000000-0000-4000-8000-0000000000a1")
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+LATIN = ("the deployment of service", "database connection pool", "retry after timeout", "customer invoice total",
+         "summarise the quarterly report", "lorem ipsum dolor sit amet", "agent called the search tool",
+         "result parsed as json", "planning a trip to Lisbon", "error while reading the file")
+NON_LATIN = ("连接数据库失败，正在重试", "用户请求生成季度报告", "Η σύνδεση με τη βάση δεδομένων απέτυχε",
+             "Ошибка подключения к базе данных", "東京の天気を調べてください")
+RARE = "zanzibar"  # in one event in 100,000
+SEARCHES = {"rare term": RARE, "common term": "database", "three terms": "retry timeout pool"}
+PAGE = """query($q: String!) { searchEvents(query: $q, first: 20) {
+  edges { cursor snippet matches { start length } node { id seq type timestamp message } } pageInfo { hasNextPage } } }"""
+
+
+def message(rng: random.Random, i: int) -> str:
+    pool = NON_LATIN if i % 10 == 0 else LATIN
+    words = []
+    while sum(map(len, words)) < 190:
+        words.append(rng.choice(pool))
+    if i % 100_000 == 50_000:
+        words.insert(rng.randrange(len(words)), RARE.upper())
+    return f"{i}: " + " ".join(words)
+
+
+def data_set(events: int, per_session: int = 100) -> bytes:
+    """The JSON Lines: sessions of `per_session` session-level events."""
+    rng = random.Random(18)
+    lines, i = [], 0
+    for n in range(events // per_session):
+        created = T0 + timedelta(minutes=n)
+        line = {
+            "session_id": str(uuid.UUID(int=(2 << 64) | n, version=4)), "org_id": str(ORG), "user_id": str(USER),
+            "title": f"Search bench {n}", "created_at": created.isoformat().replace("+00:00", "Z"),
+            "events": [],
+        }
+        for k in range(per_session):
+            at = created + timedelta(seconds=k)
+            line["events"].append({"type": "LLM_OUTPUT", "message": message(rng, i),
+                                   "timestamp": at.isoformat().replace("+00:00", "Z")})
+            i += 1
+        lines.append(orjson.dumps(line))
+    return b"\n".join(lines) + b"\n"
+
+
+async def fresh(database: str, postgres_url: str, directory: str, name: str) -> str:
+    if database == "sqlite":
+        url = f"sqlite+aiosqlite:///{directory}/{name}.db"
+    else:
+        url = make_url(postgres_url).set(database=f"{make_url(postgres_url).database}_{name}").render_as_string(hide_password=False)
+        admin = create_engine(make_url(postgres_url).set(database="postgres").render_as_string(hide_password=False),
+                              isolation_level="AUTOCOMMIT")
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}"'))
+            await connection.execute(text(f'CREATE DATABASE "{make_url(url).database}"'))
+        await admin.dispose()
+    await upgrade_async(url)
+    return url
+
+
+async def drop_databases(postgres_url: str, *names: str) -> None:
+    """The bench's PostgreSQL databases, dropped when it is done (a million events: a GB)."""
+    admin = create_engine(make_url(postgres_url).set(database="postgres").render_as_string(hide_password=False),
+                          isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        for name in names:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(postgres_url).database}_{name}"'))
+    await admin.dispose()
+
+
+async def drop_search_index(engine) -> None:
+    async with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            for trigger in ("delete", "update"):
+                await connection.execute(text(f"DROP TRIGGER events_search_{trigger}"))
+            await connection.execute(text("DROP TABLE events_search"))
+        else:
+            await connection.execute(text("DROP INDEX events_search_text_trgm"))
+
+
+async def _no_index(connection, *conditions) -> None:
+    pass
+
+
+async def timed_import(url: str, lines: bytes, with_search: bool) -> float:
+    """Seconds to import `lines`; without the search: no index and no folded copies (the
+    writers leave a column None in every row out of the INSERT)."""
+    engine = create_engine(url)
+    saved, saved_index = NewEvent.search_text, recording.index_new_events
+    try:
+        if not with_search:
+            await drop_search_index(engine)
+            NewEvent.search_text = property(lambda self: None)
+            recording.index_new_events = _no_index
+        started = time.perf_counter()
+        report = await import_lines(url, io.BytesIO(lines), errors=io.StringIO(), progress_every=1e9, engine=engine)
+        elapsed = time.perf_counter() - started
+        assert report.lines and not report.rejected, report.summary()
+        if engine.dialect.name == "postgresql":  # statistics for the planner, as autovacuum would have them
+            maintenance = create_engine(url, isolation_level="AUTOCOMMIT")
+            async with maintenance.connect() as connection:
+                await connection.execute(text("VACUUM ANALYZE"))
+            await maintenance.dispose()
+        return elapsed
+    finally:
+        NewEvent.search_text, recording.index_new_events = saved, saved_index
+        await engine.dispose()
+
+
+def scan_statement(dialect: str, terms: list[str]) -> str:
+    """The same first page by plain scan: the content itself, LIKE (SQLite's is
+    case-insensitive for ASCII) or ILIKE, no index."""
+    if dialect == "sqlite":
+        match = " AND ".join(f"CAST(e.content AS TEXT) LIKE '%{t}%'" for t in terms)
+    else:
+        match = " AND ".join(f"convert_from(e.content, 'UTF8') ILIKE '%{t}%'" for t in terms)
+    return (
+        "SELECT e.id, e.seq, e.type, e.timestamp, e.content FROM events e JOIN sessions s ON s.id = e.session_id"
+        f" WHERE s.org_id = :org AND s.user_id = :user AND s.deleted_at IS NULL AND e.type <> 'LLM_PARTIAL' AND {match}"
+        " ORDER BY e.timestamp DESC, e.seq DESC, e.id DESC LIMIT 21"
+    )
+
+
+def figures(times: list[float]) -> str:
+    times = sorted(times)
+    p50 = statistics.median(times) * 1000
+    p99 = times[min(len(times) - 1, int(len(times) * 0.99))] * 1000
+    return f"{p50:.1f} | {p99:.1f} | {len(times) / sum(times):.1f}"
+
+
+async def measure(url: str, requests: int, scan_requests: int) -> list[str]:
+    engine = create_engine(url)
+    viewer = Viewer(USER, ORG, "USER", "USER")
+    rows = []
+    try:
+        for name, query in SEARCHES.items():
+            times = []
+            for _ in range(requests + 2):
+                context = RequestContext(engine, viewer)
+                started = time.perf_counter()
+                result = await schema.execute(PAGE, variable_values={"q": query}, context_value=context)
+                await context.close()
+                times.append(time.perf_counter() - started)
+                assert result.errors is None, result.errors
+            hits = len(result.data["searchEvents"]["edges"])
+            times = times[2:]  # the first runs warm the plan and the caches
+            statement = text(scan_statement(engine.dialect.name, query.split())).bindparams(
+                bindparam("org", type_=Uuid()), bindparam("user", type_=Uuid()))
+            scans = []
+            async with engine.connect() as connection:
+                for _ in range(scan_requests):
+                    started = time.perf_counter()
+                    found = (await connection.execute(statement, {"org": ORG, "user": USER})).all()
+                    scans.append(time.perf_counter() - started)
+            assert len(found[:20]) == hits, (name, len(found), hits)
+            ratio = statistics.median(scans) / statistics.median(times)
+            rows.append(f"| {name} (`{query}`, {hits} on the page) | {figures(times)} | {figures(scans)} | {ratio:.0f}x |")
+    finally:
+        await engine.dispose()
+    return rows
+
+
+async def sizes(url: str) -> str:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":
+                stat = dict((await connection.execute(text(
+                    "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"
+                ))).all())
+                index = sum(v for k, v in stat.items() if k.startswith("events_search"))
+                events = stat["events"]
+                folded = (await connection.scalar(text("SELECT SUM(length(CAST(search_text AS BLOB))) FROM events"))) or 0
+            else:
+                index = await connection.scalar(text("SELECT pg_relation_size('events_search_text_trgm')"))
+                events = await connection.scalar(text("SELECT pg_table_size('events')"))
+                folded = await connection.scalar(text("SELECT SUM(pg_column_size(search_text)) FROM events"))
+    finally:
+        await engine.dispose()
+    mb = 1024 * 1024
+    return (f"index {index / mb:.0f} MB; events table {events / mb:.0f} MB (of which the folded copies "
+            f"{folded / mb:.0f} MB); index / table {index / events:.2f}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--postgres-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/sessiongraph_bench_search")
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--import-events", type=int, default=None,
+                        help="events of the import comparison (default: --events)")
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--scan-requests", type=int, default=5)
+    args = parser.parse_args()
+    lines = data_set(args.events)
+    import_lines_ = lines if args.import_events is None else data_set(args.import_events)
+    print(f"## Full-text search ({args.events:,} events, {len(lines) / 1024 / 1024:.0f} MB of JSON Lines)\n")
+    with tempfile.TemporaryDirectory() as directory:
+        for database in args.databases.split(","):
+            print(f"### {database}\n")
+            without = await timed_import(await fresh(database, args.postgres_url, directory, "without"), import_lines_, False)
+            url = await fresh(database, args.postgres_url, directory, "search")
+            with_index = await timed_import(url, import_lines_, True)
+            if import_lines_ is not lines:
+                url = await fresh(database, args.postgres_url, directory, "search")
+                await timed_import(url, lines, True)
+            events = args.import_events or args.events
+            print(f"Import of {events:,} events: with the search {events / with_index:,.0f} events/s, without "
+                  f"{events / without:,.0f} events/s: {without / with_index:.2f}x.\n")
+            print(f"Size: {await sizes(url)}.\n")
+            print("| first page of searchEvents | index p50 ms | p99 ms | req/s | plain scan p50 ms | p99 ms | req/s | index buys |")
+            print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+            for row in await measure(url, args.requests, args.scan_requests):
+                print(row)
+            print()
+            if database == "postgresql":
+                await drop_databases(args.postgres_url, "without", "search")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

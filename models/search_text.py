@@ -1,0 +1,98 @@
+"""The texts full-text search compares: what the writers store beside each searchable text
+(`fold`), and where a search's terms occur in a text (`snippet`). No SQL here (the importer
+loads it before it opens a database); models/search.py matches in SQL.
+
+Every searchable text (an event's content as `Event.message` shows it, a session's title, a
+turn's user query and result) is stored a second time, folded, by the writer that stores the
+text itself; a search term is folded the same way, and a text matches a term when the term
+is a substring of it. Both databases compare the same Python-folded strings, so they give
+the same answers; the databases' own case rules are never used.
+"""
+
+import unicodedata
+
+# The folded copies (columns of models/fields.py), which only the search's conditions read:
+# the pages and lookups of turns and events leave them out (they double a row's text).
+FOLDED_COLUMNS = frozenset({"search_text", "search_title", "search_query", "search_result"})
+
+# The shortest term, in code points of its folded form: the trigram indexes of both
+# databases cannot serve a shorter one.
+MIN_TERM = 3
+
+
+def fold(text: str | None) -> str | None:
+    """`text` folded for search: Unicode full case folding (str.casefold: "ß" is "ss", final
+    sigma "ς" is "σ") of its canonical decomposition, recomposed (NFC: a precomposed "é" and
+    "e" + U+0301 fold alike; accents are kept, "cafe" does not find "café"), with "i" + U+0307
+    (what the Turkish capital "İ" folds to) made a plain "i". U+0000, which PostgreSQL cannot
+    store, becomes U+FFFD."""
+    if text is None:
+        return None
+    if text.isascii():
+        return text.lower().replace("\x00", "\ufffd")
+    decomposed = unicodedata.normalize("NFD", text).casefold().replace("i\u0307", "i")
+    return unicodedata.normalize("NFC", decomposed).replace("\x00", "\ufffd")
+
+
+def fold_content(content: bytes | None) -> str | None:
+    """An event's content folded: its UTF-8 text, invalid bytes replaced (as Event.message)."""
+    return None if content is None else fold(content.decode("utf-8", "replace"))
+
+
+def title_columns(title: str | None) -> dict:
+    """The columns a change of a session's title sets: the title and its folded copy."""
+    return {"title": title, "search_title": fold(title)}
+
+
+# -- snippets: where the terms occur in an event's text, in its own code points
+
+SNIPPET_LENGTH = 200
+
+
+def _clusters(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each run of a character and the combining marks after it: what is
+    folded as one (a fold recomposes within such a run, never across)."""
+    spans, start = [], 0
+    for i in range(1, len(text) + 1):
+        if i == len(text) or not unicodedata.combining(text[i]):
+            spans.append((start, i))
+            start = i
+    return spans
+
+
+def _folded_offsets(text: str) -> tuple[str, list[int], list[int]]:
+    """`text` folded run by run, and for each folded character the start and end, in
+    `text`, of the run it came from."""
+    if text.isascii():  # folding keeps every character in its place
+        offsets = list(range(len(text)))
+        return fold(text), offsets, [i + 1 for i in offsets]
+    folded, starts, ends = [], [], []
+    for start, end in _clusters(text):
+        piece = fold(text[start:end])
+        folded.append(piece)
+        starts += [start] * len(piece)
+        ends += [end] * len(piece)
+    return "".join(folded), starts, ends
+
+
+def snippet(text: str | None, terms: tuple[str, ...]) -> tuple[str, list[tuple[int, int]]]:
+    """Up to SNIPPET_LENGTH characters of `text` around the first place a term occurs, and
+    where the terms occur in it, (start, length) in code points, in order of start."""
+    if not text:
+        return "", []
+    folded, starts, ends = _folded_offsets(text)
+    found = [(at, len(term)) for term in terms if (at := folded.find(term)) >= 0]
+    first_start = first_end = 0
+    if found:
+        at, length = min(found)
+        first_start, first_end = starts[at], ends[at + length - 1]
+    begin = max(0, min(first_start - (SNIPPET_LENGTH - (first_end - first_start)) // 2, len(text) - SNIPPET_LENGTH))
+    cut = text[begin:begin + SNIPPET_LENGTH]
+    folded, starts, ends = _folded_offsets(cut)
+    matches = set()
+    for term in terms:
+        at = folded.find(term)
+        while at >= 0:
+            matches.add((starts[at], ends[at + len(term) - 1] - starts[at]))
+            at = folded.find(term, at + len(term))
+    return cut, sorted(matches)
