@@ -50,6 +50,16 @@ class SessionEnded(Exception):
     """Turns or events for a DONE session."""
 
 
+class TokensOver(Exception):
+    """The session's tokens used would pass MAX_TOKENS; nothing of the write is kept (the
+    caller's transaction is rolled back by this exception)."""
+
+
+# A session's tokens used, the sum of its turns', is held to GraphQL's Int on every database
+# (SQLite's integers would take more, PostgreSQL's INTEGER not): resolvers/rules.MAX_TOKENS.
+MAX_TOKENS = 2**31 - 1
+
+
 # A write of turns or events makes a READY session OPEN.
 _OPENED = case((Session.status == "READY", "OPEN"), else_=Session.status)
 
@@ -278,17 +288,22 @@ async def add_turns(connection: AsyncConnection, session_id: uuid.UUID, turns: l
     """Adds turns (after the session's last) with their events; returns the events added."""
     if not turns:
         return 0
+    tokens = sum(t.tokens_used for t in turns)
+    if tokens > MAX_TOKENS:
+        raise TokensOver(f"{tokens} tokens")
     count = await connection.scalar(
         update(Session)
-        .where(Session.id == session_id)
+        .where(Session.id == session_id, Session.tokens_used <= MAX_TOKENS - tokens)
         .values(
             turn_count=Session.turn_count + len(turns),
-            tokens_used=Session.tokens_used + sum(t.tokens_used for t in turns),
+            tokens_used=Session.tokens_used + tokens,
             cost_usd_micros=Session.cost_usd_micros + turns_cost(turns),
             status=_OPENED,
         )
         .returning(Session.turn_count)
     )
+    if count is None:
+        raise TokensOver(f"session {session_id}")
     first_position = count - len(turns) + 1
     positions = range(first_position, first_position + len(turns))
     rows = [turn_row(session_id, position, t) for position, t in zip(positions, turns, strict=True)]
@@ -498,10 +513,15 @@ async def end_turn(
         values["cost_usd_micros"] = cost_usd_micros
     await connection.execute(update(Turn).where(Turn.id == turn.id).values(values))
     session_values: dict = {}
+    guard = []
     if tokens_used is not None and tokens_used != turn.tokens_used:
-        session_values["tokens_used"] = Session.tokens_used + (tokens_used - turn.tokens_used)
+        change = tokens_used - turn.tokens_used
+        session_values["tokens_used"] = Session.tokens_used + change
+        guard.append(Session.tokens_used <= MAX_TOKENS - change)
     if cost_usd_micros is not None and cost_usd_micros != (turn.cost_usd_micros or 0):
         session_values["cost_usd_micros"] = Session.cost_usd_micros + (cost_usd_micros - (turn.cost_usd_micros or 0))
     if session_values:
-        await connection.execute(update(Session).where(Session.id == turn.session_id).values(session_values))
+        changed = await connection.execute(update(Session).where(Session.id == turn.session_id, *guard).values(session_values))
+        if changed.rowcount == 0:
+            raise TokensOver(f"session {turn.session_id}")
     await _touch(connection, turn.session_id, completed_at, updated=True)

@@ -47,9 +47,11 @@ from sessiongraph.resolvers.rules import (
     check_metadata,
     check_name,
     check_new_status,
+    check_no_nul,
     check_not_ended,
     check_payload,
     check_runner_id,
+    check_session_tokens,
     check_turn_endpoint,
     cost_micros,
     event_content,
@@ -196,6 +198,7 @@ async def start_turn(
     session keeps the session's settings as they are now."""
     check_name(task_id, "task id")
     check_name(workflow_id, "workflow id")
+    check_no_nul(user_query, "user query")
     text_size(prepared_prompt, "prepared prompt")
     async with publishing(ctx.engine) as publication:
         connection = publication.connection
@@ -315,6 +318,7 @@ async def complete_turn(
     if status == "RUNNING":
         raise BadUserInput("A turn is completed with COMPLETED, FAILED or CANCELLED, not RUNNING.")
     check_count(tokens_used, "tokens used")
+    check_no_nul(result, "result")
     cost = cost_micros(cost_usd)
     not_found = NotFound(f"No turn {turn_id!r}.")
     async with publishing(ctx.engine) as publication:
@@ -337,6 +341,8 @@ async def complete_turn(
             return turn
         check_not_ended(session.status)
         completed_at = check_completion(turn.created_at, completed_at or _now())
+        if tokens_used is not None:
+            check_session_tokens(session.tokens_used, tokens_used - turn.tokens_used)
         await end_turn(connection, turn, status, completed_at, result, tokens_used, cost)
         publication.announce(session_changed("TURN_COMPLETED", session, turn.id))
         return await _row(connection, TURN_COLUMNS, Turn.id, turn.id)

@@ -22,6 +22,14 @@ MAX_TYPE_LENGTH = 64
 MAX_CONTENT_BYTES = 1024 * 1024
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_METADATA_BYTES = 64 * 1024
+# How deep a JSON value (a payload, metadata, a JSON detail) may nest its objects and arrays:
+# {"a": [1]} is 2 deep. Far beyond what any agent writes, and far within what every reader
+# (orjson writes at most 254 levels a response, Python's json about 1,000) can take.
+MAX_JSON_DEPTH = 64
+# The largest token figure: GraphQL's Int. A session's tokensUsed is the sum of its turns',
+# so that sum is held to it too.
+MAX_TOKENS = 2**31 - 1
+NUL = "\x00"
 _INVISIBLE = {"\u200b", "\ufeff"}
 # Unicode's White_Space property (PropList.txt); str.isspace() adds U+001C..U+001F.
 WHITE_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
@@ -102,6 +110,9 @@ def event_content(message: str | None, message_base64: str | None) -> bytes | No
         raise RuleBroken("An event has both a message and a base64 message; give at most one.")
     content = None
     if message is not None:
+        # Raw bytes with NUL come as a base64 message; a text message is text, held to the
+        # rule of every stored text.
+        check_no_nul(message, "message")
         content = message.encode("utf-8", "surrogatepass")
     elif message_base64 is not None:
         try:
@@ -113,7 +124,60 @@ def event_content(message: str | None, message_base64: str | None) -> bytes | No
     return content
 
 
+def check_no_nul(value: str | None, what: str) -> str | None:
+    """A text that is stored as text: no U+0000 (NUL), which PostgreSQL's text cannot hold;
+    refused on every database, so that both answer alike."""
+    if value is not None and NUL in value:
+        raise RuleBroken(f"The {what} contains U+0000 (NUL), which no stored text may hold.")
+    return value
+
+
+def json_depth(value) -> int:
+    """How deep `value` nests objects and arrays (a scalar: 0, {} or [1]: 1), found without
+    recursion: a value of any depth is measured. Refuses, as RuleBroken naming the rule, a
+    string or key holding U+0000 on the way."""
+    deepest = 0
+    stack = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        kind = type(item)
+        if kind is dict:
+            depth += 1
+            for key, child in item.items():
+                if type(key) is str and NUL in key:
+                    raise RuleBroken("contains U+0000 (NUL), which no stored text may hold")
+                push((child, depth))
+        elif kind is list:
+            depth += 1
+            for child in item:
+                push((child, depth))
+        elif kind is str and NUL in item:
+            raise RuleBroken("contains U+0000 (NUL), which no stored text may hold")
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_JSON_DEPTH:  # no need to walk the rest
+                break
+    return deepest
+
+
+def check_json(value, what: str):
+    """A JSON value to store (a payload, metadata, a detail): nested at most 64 deep, no
+    U+0000 in any string or key; None stays None."""
+    if value is None:
+        return None
+    try:
+        depth = json_depth(value)
+    except RuleBroken as broken:
+        raise RuleBroken(f"The {what} {broken}.") from None
+    if depth > MAX_JSON_DEPTH:
+        raise RuleBroken(f"The {what} nests objects and arrays deeper than {MAX_JSON_DEPTH} levels.")
+    return value
+
+
 def json_size(value, what: str) -> int:
+    """The bytes of a JSON value as stored, once `check_json` takes it."""
+    check_json(value, what)
     try:
         return len(orjson.dumps(value))
     except TypeError:
@@ -142,6 +206,21 @@ def check_count(value: int | None, what: str) -> int | None:
     if value is not None and value < 0:
         raise RuleBroken(f"The {what} must be 0 or more.")
     return value
+
+
+TOKENS_OVER = (
+    f"The session's tokens used, the sum of its turns', would pass {MAX_TOKENS:,} (the largest Int); "
+    "nothing was changed."
+)
+
+
+def check_session_tokens(stored: int, change: int) -> int:
+    """A session's tokens used after a turn adds `change` to the `stored` sum: at most
+    2^31-1, whatever the database (SQLite's integers would take more, PostgreSQL's not)."""
+    total = stored + change
+    if total > MAX_TOKENS:
+        raise RuleBroken(TOKENS_OVER)
+    return total
 
 
 def check_completion(started, completed):
@@ -222,6 +301,7 @@ def text_size(value: str | None, what: str) -> int:
     """The UTF-8 bytes of a long text (a terminal's input, a prepared prompt), at most 1 MiB."""
     if value is None:
         return 0
+    check_no_nul(value, what)
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > MAX_TEXT_BYTES:
         raise RuleBroken(f"The {what} is larger than {MAX_TEXT_BYTES} bytes.")
