@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from strawberry.dataloader import DataLoader
 
 from sessiongraph.models import Event, Session, Turn
+from sessiongraph.models.tables import SessionEventCount, TurnEventCount
 from sessiongraph.models.fields import EVENT_SESSION_COLUMNS
 from sessiongraph.models.types import JSONIds
 
@@ -57,13 +58,14 @@ class EventFilter:
         """From a field's arguments `types` and `includePartial`."""
         return cls(None if types is None else tuple(types), bool(include_partial))
 
-    def condition(self):
-        """The filter in SQL; None: every event."""
+    def condition(self, type_column=Event.type):
+        """The filter in SQL, on `type_column` (an event's type, or a kept count's); None:
+        every event."""
         if self.types is not None:
             # No stored type holds U+0000; PostgreSQL would refuse to compare with one.
-            return Event.type.in_([t for t in self.types if "\x00" not in t])
+            return type_column.in_([t for t in self.types if "\x00" not in t])
         if not self.include_partial:
-            return Event.type != "LLM_PARTIAL"
+            return type_column != "LLM_PARTIAL"
         return None
 
     def matches(self, event_type: str) -> bool:
@@ -201,26 +203,28 @@ class Loaders:
         return [counts.get(chat, 0) for chat in chats]
 
     async def _session_event_counts(self, keys: list[tuple]) -> list[int]:
-        return await self._event_counts(keys, Event.session_id)
+        return await self._event_counts(keys, SessionEventCount.session_id, SessionEventCount)
 
     async def _turn_event_counts(self, keys: list[tuple]) -> list[int]:
-        return await self._event_counts(keys, Event.turn_id)
+        return await self._event_counts(keys, TurnEventCount.turn_id, TurnEventCount)
 
-    async def _event_counts(self, keys: list[tuple[Hashable, EventFilter]], parent) -> list[int]:
+    async def _event_counts(self, keys: list[tuple[Hashable, EventFilter]], parent, kept) -> list[int]:
+        """How many events each parent has that its filter keeps: the sum of the counts the
+        writer keeps per (parent, type), a row a type, never a count of the events."""
         groups = defaultdict(list)
         for parent_id, events in keys:
             groups[events].append(parent_id)
         counts = {}
         for events, parents in groups.items():
             statement = (
-                select(parent, func.count())
+                select(parent, func.sum(kept.count))
                 .where(parent.in_(parents))
                 .group_by(parent)
             )
-            if (condition := events.condition()) is not None:
+            if (condition := events.condition(kept.type)) is not None:
                 statement = statement.where(condition)
             for parent_id, count in await self.context.rows(statement):
-                counts[parent_id, events] = count
+                counts[parent_id, events] = int(count)
         return [counts.get(k, 0) for k in keys]
 
 

@@ -9,7 +9,8 @@ import asyncio
 import contextlib
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from functools import lru_cache
 from itertools import chain
@@ -34,7 +35,7 @@ from sessiongraph.models.new_sessions import (
     unique_tasks,
 )
 from sessiongraph.models.database import json_dumps
-from sessiongraph.models.tables import Event, Session, Turn, User
+from sessiongraph.models.tables import Event, Session, SessionEventCount, Turn, TurnEventCount, User
 from sessiongraph.observability.metrics import events_written
 
 
@@ -175,6 +176,8 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
         }
     if events := rows.events:
         columns = {name: list(map(attrgetter(name), events)) for name in _EVENT_FIELDS}
+        event_turn_ids = rows.event_turn_ids(turn_ids)
+        await _count_events(connection, zip(rows.session_ids, event_turn_ids, columns["type"]))
         bound = {}
         if connection.dialect.name == "sqlite":  # the text the importer has, where it has it
             to_text = _bind_processor(Event.__table__.c.timestamp.type, connection.dialect)
@@ -183,7 +186,7 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
             ]
         await _insert_many(connection, Event.__table__, {
             "session_id": rows.session_ids,
-            "turn_id": rows.event_turn_ids(turn_ids),
+            "turn_id": event_turn_ids,
             "seq": rows.seqs,
             "workflow_id": rows.workflow_ids,
             **columns,
@@ -388,10 +391,40 @@ async def insert_events(
         session_id,
         seqs,
     )
+    await _count_events(connection, ((session_id, turn_id, e.type) for e in events))
     await _touch(connection, session_id, max(e.timestamp for e in events))
     if turn_id is not None and figures:
         await _update_turn_figures(connection, turn_id, events)
     return ids
+
+
+async def _count_events(connection: AsyncConnection, events: Iterable[tuple[uuid.UUID, int | None, str]]) -> None:
+    """Adds events, given as (session id, turn id or None, type), to the counts kept per
+    session and type and per turn and type (models/tables.SessionEventCount and
+    TurnEventCount), in the caller's transaction: a row a (session or turn, type) of them,
+    whatever their number. Every writer of events comes through here."""
+    by_session: Counter = Counter()
+    by_turn: Counter = Counter()
+    for session_id, turn_id, kind in events:
+        by_session[session_id, kind] += 1
+        if turn_id is not None:
+            by_turn[turn_id, kind] += 1
+    for table, parent, counts in (
+        (SessionEventCount.__table__, "session_id", by_session),
+        (TurnEventCount.__table__, "turn_id", by_turn),
+    ):
+        if counts:
+            await connection.execute(
+                _count_upsert(table, parent, connection.dialect.name),
+                [{parent: key, "type": kind, "count": n} for (key, kind), n in counts.items()],
+            )
+
+
+@lru_cache(maxsize=4)
+def _count_upsert(table, parent: str, dialect: str):
+    """INSERT of counts that adds each to the stored one of its (parent, type), if any."""
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    return insert.on_conflict_do_update(index_elements=[parent, "type"], set_={"count": table.c.count + insert.excluded.count})
 
 
 async def _touch(connection: AsyncConnection, session_id: uuid.UUID, when: datetime, updated: bool = False) -> None:
