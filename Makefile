@@ -40,6 +40,7 @@ BENCH_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/sessiongraph_
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python bench/run.py --postgres-url $(BENCH_POSTGRES_URL) $(BENCH_ARGS)
+	$(BIN)/python bench/limits.py
 
 bench-compare: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt

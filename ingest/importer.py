@@ -181,9 +181,11 @@ def _plain_event(obj) -> NewEvent:
             dumped = _dumps(payload)
         except TypeError:  # not JSON, or nested past what orjson writes
             raise _NotPlain from None
-        # Nested no deeper than it has brackets: one that could pass the depth rule's limit
-        # is left to `parse_event`'s rules.
-        if len(dumped) > MAX_PAYLOAD_BYTES or dumped.count(b"[") + dumped.count(b"{") > MAX_JSON_DEPTH:
+        # Nested no deeper than it has brackets, each level two bytes at least: one that
+        # could pass the depth rule's limit is left to `parse_event`'s rules.
+        if len(dumped) > MAX_PAYLOAD_BYTES or (
+            len(dumped) > 2 * MAX_JSON_DEPTH and dumped.count(b"[") + dumped.count(b"{") > MAX_JSON_DEPTH
+        ):
             raise _NotPlain
     stamp = get("timestamp")
     try:

@@ -177,7 +177,7 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
     if events := rows.events:
         columns = {name: list(map(attrgetter(name), events)) for name in _EVENT_FIELDS}
         event_turn_ids = rows.event_turn_ids(turn_ids)
-        await _count_events(connection, zip(rows.session_ids, event_turn_ids, columns["type"]))
+        await _count_events(connection, _runs_of_types(rows.runs, turn_ids, columns["type"]), new=True)
         bound = {}
         if connection.dialect.name == "sqlite":  # the text the importer has, where it has it
             to_text = _bind_processor(Event.__table__.c.timestamp.type, connection.dialect)
@@ -391,29 +391,50 @@ async def insert_events(
         session_id,
         seqs,
     )
-    await _count_events(connection, ((session_id, turn_id, e.type) for e in events))
+    await _count_events(connection, [(session_id, turn_id, [e.type for e in events])])
     await _touch(connection, session_id, max(e.timestamp for e in events))
     if turn_id is not None and figures:
         await _update_turn_figures(connection, turn_id, events)
     return ids
 
 
-async def _count_events(connection: AsyncConnection, events: Iterable[tuple[uuid.UUID, int | None, str]]) -> None:
-    """Adds events, given as (session id, turn id or None, type), to the counts kept per
-    session and type and per turn and type (models/tables.SessionEventCount and
-    TurnEventCount), in the caller's transaction: a row a (session or turn, type) of them,
-    whatever their number. Every writer of events comes through here."""
+def _runs_of_types(runs, turn_ids: dict, types: list[str]):
+    """(session id, turn id or None, the types of its events) for each run of a new batch's
+    events (models/new_sessions: the events of one session and turn are consecutive)."""
+    start = 0
+    for session_id, position, count in runs:
+        yield session_id, None if position is None else turn_ids[session_id, position], types[start:start + count]
+        start += count
+
+
+async def _count_events(
+    connection: AsyncConnection, runs: Iterable[tuple[uuid.UUID, int | None, list[str]]], new: bool = False
+) -> None:
+    """Adds events, given as runs of (session id, turn id or None, the events' types), to
+    the counts kept per session and type and per turn and type (models/tables.
+    SessionEventCount and TurnEventCount), in the caller's transaction: a row a (session or
+    turn, type), whatever the number of events. Every writer of events comes through here.
+    `new`: the sessions and turns are new, so none has a count yet: plain INSERTs, at the
+    importer's speed."""
     by_session: Counter = Counter()
     by_turn: Counter = Counter()
-    for session_id, turn_id, kind in events:
-        by_session[session_id, kind] += 1
-        if turn_id is not None:
-            by_turn[turn_id, kind] += 1
+    for session_id, turn_id, types in runs:
+        for kind, n in Counter(types).items():  # counted in C; a run's few types in Python
+            by_session[session_id, kind] += n
+            if turn_id is not None:
+                by_turn[turn_id, kind] += n
     for table, parent, counts in (
         (SessionEventCount.__table__, "session_id", by_session),
         (TurnEventCount.__table__, "turn_id", by_turn),
     ):
-        if counts:
+        if not counts:
+            continue
+        if new:
+            keys = list(counts)
+            await _insert_many(connection, table, {
+                parent: [key for key, _ in keys], "type": [kind for _, kind in keys], "count": list(counts.values()),
+            })
+        else:
             await connection.execute(
                 _count_upsert(table, parent, connection.dialect.name),
                 [{parent: key, "type": kind, "count": n} for (key, kind), n in counts.items()],
