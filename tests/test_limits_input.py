@@ -17,6 +17,7 @@ from tests.conftest import api_key, event_, execute, ok, store
 from tests.test_import import cli, counts, event, import_bytes, line, new_session, turn, url_of
 from tests.test_recording import APPEND, COMPLETE, CREATE, START, append, complete, create, start, stored_count
 from tests.test_rules import mutation_message
+from tests.test_subscriptions import Client, serving
 
 
 def nested(depth: int, leaf=1):
@@ -214,3 +215,21 @@ async def test_raw_bytes_with_nul_still_come_as_base64(engine, org):
     assert stored["base64"] == "AAEC"
     async with engine.connect() as connection:
         assert await connection.scalar(select(Event.content)) == b"\x00\x01\x02"
+
+
+async def test_json_stored_deeper_before_the_rule_reads_over_the_websocket_too(engine, org):
+    """The same over graphql-transport-ws: a query and a subscription replaying the event."""
+    session_id = await store(engine, org.alice, events=[event_("OUTPUT", 1, "x", payload=nested(300))])
+    key = await api_key(engine, org.alice)
+    async with serving(engine) as url, Client.connected(url, {"apiKey": key}) as client:
+        await client.subscribe("q", "query($id: ID!) { session(id: $id) { events { nodes { payload } } } }", {"id": str(session_id)})
+        message = await client.receive()
+        assert message["type"] == "next", message
+        assert message["payload"]["data"]["session"]["events"]["nodes"] == [{"payload": nested(300)}]
+        assert await client.receive() == {"id": "q", "type": "complete"}
+        await client.subscribe(
+            "s", "subscription($id: ID!) { sessionEvents(sessionId: $id, afterSeq: 0) { seq payload } }", {"id": str(session_id)}
+        )
+        message = await client.receive()
+        assert message["type"] == "next", message
+        assert message["payload"]["data"]["sessionEvents"] == {"seq": 1, "payload": nested(300)}
