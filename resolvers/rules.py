@@ -30,6 +30,7 @@ MAX_JSON_DEPTH = 64
 # so that sum is held to it too.
 MAX_TOKENS = 2**31 - 1
 NUL = "\x00"
+_HOLDS_NUL = "contains U+0000 (NUL), which no stored text may hold"
 _INVISIBLE = {"\u200b", "\ufeff"}
 # Unicode's White_Space property (PropList.txt); str.isspace() adds U+001C..U+001F.
 WHITE_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
@@ -128,14 +129,15 @@ def check_no_nul(value: str | None, what: str) -> str | None:
     """A text that is stored as text: no U+0000 (NUL), which PostgreSQL's text cannot hold;
     refused on every database, so that both answer alike."""
     if value is not None and NUL in value:
-        raise RuleBroken(f"The {what} contains U+0000 (NUL), which no stored text may hold.")
+        raise RuleBroken(f"The {what} {_HOLDS_NUL}.")
     return value
 
 
 def json_depth(value) -> int:
     """How deep `value` nests objects and arrays (a scalar: 0, {} or [1]: 1), found without
-    recursion: a value of any depth is measured. Refuses, as RuleBroken naming the rule, a
-    string or key holding U+0000 on the way."""
+    recursion, so a value of any depth is measured; past MAX_JSON_DEPTH the walk stops (the
+    answer then says only "deeper"). Raises RuleBroken (the rule's words, no subject) for a
+    string or key holding U+0000 met on the way."""
     deepest = 0
     stack = [(value, 0)]
     pop, push = stack.pop, stack.append
@@ -146,14 +148,14 @@ def json_depth(value) -> int:
             depth += 1
             for key, child in item.items():
                 if type(key) is str and NUL in key:
-                    raise RuleBroken("contains U+0000 (NUL), which no stored text may hold")
+                    raise RuleBroken(_HOLDS_NUL)
                 push((child, depth))
         elif kind is list:
             depth += 1
             for child in item:
                 push((child, depth))
         elif kind is str and NUL in item:
-            raise RuleBroken("contains U+0000 (NUL), which no stored text may hold")
+            raise RuleBroken(_HOLDS_NUL)
         if depth > deepest:
             deepest = depth
             if deepest > MAX_JSON_DEPTH:  # no need to walk the rest
