@@ -154,12 +154,19 @@ class Loaders:
         return await self._pages(keys, TURN_COLUMNS, Turn.session_id, Turn.position)
 
     async def _session_event_pages(self, keys: list[PageKey]) -> list[list]:
-        return await self._pages(keys, EVENT_COLUMNS, Event.session_id, Event.seq, EVENTS_WITH_SESSION)
+        return await self._pages(
+            keys, EVENT_COLUMNS, Event.session_id, Event.seq, EVENTS_WITH_SESSION, (SessionEventCount.session_id, "session_event_count")
+        )
 
     async def _turn_event_pages(self, keys: list[PageKey]) -> list[list]:
-        return await self._pages(keys, EVENT_COLUMNS, Event.turn_id, Event.seq, EVENTS_WITH_SESSION)
+        return await self._pages(
+            keys, EVENT_COLUMNS, Event.turn_id, Event.seq, EVENTS_WITH_SESSION, (TurnEventCount.turn_id, "turn_event_count")
+        )
 
-    async def _pages(self, keys, all_columns, parent, key, select_from=None) -> list[list]:
+    async def _pages(self, keys, all_columns, parent, key, select_from=None, kept=None) -> list[list]:
+        """`kept`: (the kept counts' parent column, the count loader): the page of a single
+        parent brings its count along (`_with_kept_count`), which that loader is primed
+        with, so that `totalCount` costs no statement of its own."""
         groups: dict[tuple, list[PageKey]] = defaultdict(list)
         for k in keys:
             groups[k.batch].append(k)
@@ -167,7 +174,13 @@ class Loaders:
         for group in groups.values():
             columns, joined = _chosen_columns(all_columns, group[0].columns, select_from, parent.key)
             dialect = self.context.engine.dialect.name
-            rows = await self.context.rows(*page_statement(group, columns, parent, key, joined, dialect))
+            statement, parameters = page_statement(group, columns, parent, key, joined, dialect)
+            counted = kept is not None and len(group) == 1 and group[0].events is not None
+            if counted:
+                statement = _with_kept_count(statement, kept[0], group[0].events)
+            rows = await self.context.rows(statement, parameters)
+            if counted and rows:
+                getattr(self, kept[1]).prime((group[0].parent, group[0].events), int(rows[0].kept_count))
             by_parent = defaultdict(list)
             # By position, the fastest way into a row; the windowed statement keeps the order.
             parent_of = itemgetter([c.name for c in columns].index(parent.key))
@@ -293,6 +306,18 @@ def _page_statement(columns, parent, key, select_from, batch: tuple, single: boo
         .where(inner.c.page_row <= limit + 1)
         .order_by(inner.c[parent.name], inner.c.page_row)
     )
+
+
+@lru_cache(maxsize=256)
+def _with_kept_count(statement, kept_parent, events: EventFilter):
+    """A single parent's page statement with the count of that parent's events its filter
+    keeps, from the kept counts (a sum of a row a type), as the column `kept_count`: one
+    round trip for the page and its `totalCount`."""
+    kept = kept_parent.table.c
+    total = select(func.coalesce(func.sum(kept.count), 0)).where(kept_parent == bindparam("parent"))
+    if (condition := events.condition(kept.type)) is not None:
+        total = total.where(condition)
+    return statement.add_columns(total.scalar_subquery().label("kept_count"))
 
 
 # -- chats: the turns of a (session, endpoint) pair ------------------------------------------

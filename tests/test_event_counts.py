@@ -122,6 +122,8 @@ async def test_total_count_reads_the_kept_counts_never_the_events(engine, org, p
         data = await ok(engine, org.alice, query, {"id": session["id"] if parent == "session" else turn_["id"]})
     assert data["node"]["events"]["totalCount"] == (6 if parent == "session" else 12)
     table = f"{parent}_event_counts"
+    # One statement reads the kept counts: the page's own (a single parent's page brings
+    # its count along), summing their rows.
     [counting] = [s for s in counter.statements if table in s]
     assert "sum(" in counting.lower()
     # The events are read only for the page itself (a few rows by index), never counted.
