@@ -30,8 +30,13 @@ _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 def _json_loads(text: str | bytes):
     if isinstance(text, bytes):
         text = text.decode()
-    # A value has no more levels than opening brackets: only one with many is measured.
-    if text.count("[") + text.count("{") > READ_AS_TEXT_DEPTH and json_text_depth(text) > READ_AS_TEXT_DEPTH:
+    # A value has no more levels than opening brackets, each level two characters at least:
+    # only a long one with many brackets is measured.
+    if (
+        len(text) > 2 * READ_AS_TEXT_DEPTH
+        and text.count("[") + text.count("{") > READ_AS_TEXT_DEPTH
+        and json_text_depth(text) > READ_AS_TEXT_DEPTH
+    ):
         return orjson.Fragment(text)
     try:
         return orjson.loads(text)
