@@ -7,7 +7,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test install schema clean bench bench-compare explorer-assets
+.PHONY: serve test install schema clean bench bench-compare explorer-assets faults
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,11 +40,23 @@ BENCH_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/sessiongraph_
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python bench/run.py --postgres-url $(BENCH_POSTGRES_URL) $(BENCH_ARGS)
+	$(BIN)/python bench/downloads.py
+	$(BIN)/python bench/otlp.py
 	$(BIN)/python bench/limits.py
 
 bench-compare: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python bench/run.py --compare --postgres-url $(BENCH_POSTGRES_URL) $(BENCH_ARGS)
+	test -d tests/federation/node_modules || (cd tests/federation && npm ci --no-audit --no-fund --loglevel=error)
+	$(BIN)/python bench/gateway.py --databases postgresql --postgres-url $(BENCH_POSTGRES_URL)_federation $(BENCH_ARGS)
+
+# The fault suite (faults/): kill -9 of the server and of the import, a private PostgreSQL
+# (initdb with the machine's binaries) restarted and frozen, SQLite written by several
+# processes. FAULTS_ARGS passes options, e.g. FAULTS_ARGS="--trials 2 --databases sqlite".
+FAULTS_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
+
+faults: $(STAMP)
+	$(BIN)/python -m sessiongraph.faults --postgres-url $(FAULTS_POSTGRES_URL) $(FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) sessiongraph.db sessiongraph.db-wal sessiongraph.db-shm

@@ -91,6 +91,13 @@ def cmd_serve(args) -> int:
     if args.shutdown_grace < 0:
         print("error: --shutdown-grace must be zero or more", file=sys.stderr)
         return 2
+    from sqlalchemy.engine import make_url
+
+    from sessiongraph.live.broker import processes_refused
+
+    if refused := processes_refused(make_url(args.url).get_backend_name(), args.workers):
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     database = migrate_quietly(args.url)
     key = None
     if args.demo:
@@ -157,6 +164,8 @@ def _stopped(signum, frame) -> None:
 
 
 def cmd_import(args) -> int:
+    if args.format == "asciicast":
+        return _import_asciicast(args)
     from sessiongraph.ingest.importer import import_file
 
     stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
@@ -164,6 +173,30 @@ def cmd_import(args) -> int:
         report = asyncio.run(import_file(args.url, stream))
     print(report.summary())
     return 1 if report.rejected else 0
+
+
+def _import_asciicast(args) -> int:
+    from sessiongraph.ingest.asciicast import RecordingError, import_recording
+
+    if args.org is None or args.user is None:
+        print("error: --format asciicast needs --org and --user", file=sys.stderr)
+        return 2
+    try:
+        report, session_id = asyncio.run(import_recording(args.url, args.file, args.org, args.user, args.title, args.resource))
+    except (RecordingError, OSError) as e:
+        print(f"error: {args.file}: {e}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    if report.rejected:
+        return 1
+    print(f"session: {session_id}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from sessiongraph.downloads.export import export_command
+
+    return export_command(args)
 
 
 def cmd_apikey_create(args) -> int:
@@ -249,7 +282,21 @@ def parser() -> argparse.ArgumentParser:
 
     imp = commands.add_parser("import", help="load sessions from JSON Lines")
     imp.add_argument("file", help="a file, or - for standard input")
+    imp.add_argument("--format", choices=["jsonl", "asciicast"], default="jsonl", help="asciicast: an asciinema recording (v2 or v3) as a TERMINAL session")
+    imp.add_argument("--org", type=uuid.UUID, help="asciicast: the session's organisation")
+    imp.add_argument("--user", type=uuid.UUID, help="asciicast: the session's owner")
+    imp.add_argument("--title", help="asciicast: the title (default: the recording's)")
+    imp.add_argument("--resource", default="asciinema", help="asciicast: the resource's name (asciinema)")
     imp.set_defaults(run=cmd_import)
+
+    exp = commands.add_parser("export", help="write a session as a file: the bytes of its download link")
+    exp.add_argument("session_id", type=uuid.UUID, metavar="SESSION_ID")
+    exp.add_argument("--format", required=True, choices=["csv", "json", "jsonl", "text", "asciicast"])
+    exp.add_argument("--output", help="a file (default: standard output)")
+    exp.add_argument("--event-types", help="only these event types, comma-separated (e.g. OUTPUT,ERROR)")
+    exp.add_argument("--event-time", action="store_true", help="text: each event's seconds from the start before it")
+    exp.add_argument("--newline", action="store_true", help="text: a newline after each event")
+    exp.set_defaults(run=cmd_export)
 
     apikey = commands.add_parser("apikey", help="create or revoke API keys").add_subparsers(dest="action", required=True)
     create = apikey.add_parser("create")

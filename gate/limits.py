@@ -16,6 +16,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLField,
     GraphQLInterfaceType,
     GraphQLNamedType,
     GraphQLObjectType,
@@ -43,6 +44,8 @@ TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 DEFAULT_PAGE_SIZES = {"SessionConnection": SESSIONS_PAGE, "TurnConnection": TURNS_PAGE, "EventConnection": EVENTS_PAGE}
 # Fields whose list argument says how many nodes they return.
 LIST_ARGUMENT_FIELDS = {("Query", "nodes"): "ids"}
+# A connection's arguments that size its page (the first one given counts).
+PAGE_SIZE_ARGUMENTS = ("first", "last")
 INTROSPECTION_ROOTS = {"__schema", "__type"}
 CACHED_DOCUMENTS = 512
 REPORTED_MAX = 2**53 - 1
@@ -82,6 +85,15 @@ class _Measure:
 
     def __add__(self, other: "_Measure") -> "_Measure":
         return _Measure(max(self.depth, other.depth), self.nodes + other.nodes, self.fields + other.fields)
+
+
+def default_page_size(field: GraphQLField) -> int | None:
+    """How many nodes a connection field returns without `first` or `last`; None for a field
+    that is no connection. The gateway's cost directives read it too (schema/federation.py)."""
+    type_name = get_named_type(field.type).name
+    if not (type_name.endswith("Connection") and "first" in field.args):
+        return None
+    return DEFAULT_PAGE_SIZES.get(type_name, MAX_PAGE_SIZE)
 
 
 def too_complex(message: str) -> GraphQLError:
@@ -161,15 +173,15 @@ class _Walk:
         if list_argument is not None:
             value = self.value(arguments.get(list_argument))
             return len(value) if isinstance(value, list) else 1
-        type_name = get_named_type(field.type).name
-        if not (type_name.endswith("Connection") and "first" in field.args):
+        default = default_page_size(field)
+        if default is None:
             return None
-        for name in ("first", "last"):
+        for name in PAGE_SIZE_ARGUMENTS:
             value = self.value(arguments.get(name))
             if isinstance(value, int) and not isinstance(value, bool):
                 # Past the maximum page size the resolver refuses the argument (BAD_USER_INPUT).
                 return min(max(value, 0), MAX_PAGE_SIZE)
-        return DEFAULT_PAGE_SIZES.get(type_name, MAX_PAGE_SIZE)
+        return default
 
     def value(self, node):
         """An argument's value as far as counting needs it: ints, lists, variables resolved."""

@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 
 import orjson
@@ -23,12 +23,14 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.graphql import OperationType
 
 from sessiongraph.gate.auth import authenticate
-from sessiongraph.gate.deadlines import Deadlines
+from sessiongraph.gate.deadlines import Deadlines, track_connections
 from sessiongraph.gate.limits import parse_document
 from sessiongraph.gate.persisted import PersistedDocuments, PersistedQueryError
 from sessiongraph.planner.extension import execute_planned
+from sessiongraph.models.availability import is_unavailable
 from sessiongraph.resolvers.context import RequestContext, Viewer
-from sessiongraph.schema.errors import current_request_id
+from sessiongraph.resolvers.errors import ServiceUnavailable
+from sessiongraph.schema.errors import UNAVAILABLE_MESSAGE, current_request_id
 
 log = logging.getLogger("sessiongraph.gate")
 
@@ -54,6 +56,20 @@ class Refused(Exception):
     @property
     def errors(self) -> list[dict]:
         return [{"message": str(self), "extensions": {"code": self.code}}]
+
+
+# What a SERVICE_UNAVAILABLE answer asks the client to wait, in seconds.
+RETRY_HEADERS = {"Retry-After": "1"}
+
+
+def unavailable() -> Refused:
+    return Refused(ServiceUnavailable.code, UNAVAILABLE_MESSAGE, 503, RETRY_HEADERS)
+
+
+def has_unavailable(result) -> bool:
+    """Whether an executed operation met a database that could not answer (the error codes
+    are given by the schema's `process_errors`)."""
+    return bool(result.errors) and any((e.extensions or {}).get("code") == ServiceUnavailable.code for e in result.errors)
 
 
 def error_body(message: str, code: str) -> dict:
@@ -104,12 +120,46 @@ class Gate:
         self.watch = watch  # observability/watch.py when metrics or tracing are on, else None
         self.max_bytes = settings.max_body_bytes
         self.deadlines = Deadlines(settings.request_timeout)
+        track_connections(engine)
 
     def caller(self, key: str | None):
         """(awaitable) The caller a live API key belongs to; None for none, an unknown or a
-        revoked one."""
+        revoked one. Run it `bounded`: the lookup is a statement like any other."""
         caller = authenticate(self.engine, key, self.settings.api_key_cache_seconds)
         return caller if self.watch is None else self.watch.authenticated(caller)
+
+    async def bounded(self, work: Callable[[], Awaitable]):
+        """The result of `work()`, under the request timeout and answered with a code: past
+        the timeout it is stopped (its database connections cut, gate/deadlines.py) and
+        refused TIMEOUT; a database that cannot answer is refused SERVICE_UNAVAILABLE. Within
+        a bounded call (HTTP bounds the key lookup and the operation together), the outer
+        deadline holds."""
+        task = asyncio.current_task()
+        if self.deadlines.running(task):
+            return await work()
+        self.deadlines.start(task)
+        late = False
+        try:
+            try:
+                result = await work()
+            finally:
+                late = self.deadlines.end(task)
+        except (Exception, asyncio.CancelledError) as error:
+            # Stopped: whatever it ended with (the cancellation, or the error of a connection
+            # cut under it) is a timeout. Else a cancellation is the client gone or the
+            # server stopping, and passes.
+            if not late and not isinstance(error, Refused) and not isinstance(error, asyncio.CancelledError) and is_unavailable(error):
+                log.warning("request %s: the database is unavailable: %s", current_request_id.get(), error)
+                raise unavailable() from None
+            if not late:
+                raise
+        if not late:
+            return result
+        if task.cancelling():
+            task.uncancel()
+        seconds = self.settings.request_timeout
+        log.warning("request %s ran past %ss and was stopped", current_request_id.get(), seconds)
+        raise Refused("TIMEOUT", f"The request ran longer than {seconds:g} s and was stopped.", 503)
 
     def check_size(self, size: int, what: str = "The request body") -> None:
         if size > self.max_bytes:
@@ -159,24 +209,25 @@ class Gate:
 
     async def run(self, viewer: Viewer, query: str, variables: dict | None, operation_name: str | None, allowed: frozenset, extensions: dict | None):
         context = RequestContext(self.engine, viewer)
-        task = asyncio.current_task()
-        self.deadlines.start(task)
-        late = False
         try:
-            try:
-                result = await execute_planned(self.schema, query, variables, context, operation_name)
-                if self.watch is not None:
-                    self.watch.planner_answer(result is not None, context)
-                return result or await self.schema.execute(
-                    query,
-                    variable_values=variables,
-                    context_value=context,
-                    operation_name=operation_name,
-                    allowed_operation_types=allowed,
-                    operation_extensions=extensions,
-                )
-            finally:
-                late = self.deadlines.end(task)
+            return await self.bounded(lambda: self._run(context, query, variables, operation_name, allowed, extensions))
+        finally:
+            # After a timeout its statement, if one still runs, failed as its connection was cut.
+            await context.close()
+
+    async def _run(self, context: RequestContext, query: str, variables: dict | None, operation_name: str | None, allowed: frozenset, extensions: dict | None):
+        try:
+            result = await execute_planned(self.schema, query, variables, context, operation_name)
+            if self.watch is not None:
+                self.watch.planner_answer(result is not None, context)
+            return result or await self.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=extensions,
+            )
         except InvalidOperationTypeError:
             if OperationType.MUTATION not in allowed:
                 raise Refused("BAD_REQUEST", "Mutations are not allowed over GET; use POST.", 405, {"Allow": "POST"}) from None
@@ -185,15 +236,6 @@ class Gate:
             raise Refused("BAD_REQUEST", "`query` must be a non-empty string.", 400) from None
         except CannotGetOperationTypeError as e:  # no operation by that name, or no name given for several
             raise Refused("GRAPHQL_VALIDATION_FAILED", e.as_http_error_reason()) from None
-        except asyncio.CancelledError:
-            if not late:  # the client went away, the server stops: not a timeout
-                raise
-            task.uncancel()
-            seconds = self.settings.request_timeout
-            log.warning("request %s ran past %ss and was stopped", current_request_id.get(), seconds)
-            raise Refused("TIMEOUT", f"The request ran longer than {seconds:g} s and was stopped.", 503) from None
-        finally:
-            await context.close()
 
     async def subscribe(self, viewer: Viewer, query: str, variables: dict | None, operation_name: str | None) -> AsyncIterator:
         """A subscription's results, with a context of its own for as long as it runs."""

@@ -7,15 +7,19 @@ import contextlib
 import gc
 import sys
 import time
+import types
+import typing
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import IO, TYPE_CHECKING
 
 import orjson
 
 from sessiongraph import migrations
 from sessiongraph.models import create_engine
+from sessiongraph.models import fields as declared
 from sessiongraph.models.new_sessions import NewEvent, NewSession, NewTurn
 from sessiongraph.resolvers import rules
 from sessiongraph.resolvers.rules import RuleBroken
@@ -23,10 +27,6 @@ from sessiongraph.resolvers.rules import RuleBroken
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-TURN_STATUSES = {"RUNNING", "COMPLETED", "FAILED", "CANCELLED"}
-SESSION_KINDS = ("AGENT", "TERMINAL", "RED_TEAM")
-SESSION_STATUSES = ("READY", "OPEN", "DONE")
-IDENTITY_TYPES = ("USER", "MACHINE")
 # What the columns hold on PostgreSQL (SQLite would take more): checked here so that a line
 # is accepted or rejected alike on both databases.
 INT_MAX = 2**31 - 1
@@ -112,24 +112,81 @@ def _count(obj: dict, key: str, where: str) -> int | None:
     return value
 
 
+def _one_of(obj: dict, key: str, allowed, where: str, default: str | None = None) -> str | None:
+    value = _get(obj, key, str, where)
+    if value is None:
+        return default
+    if value not in allowed:
+        raise LineError(f"{where}: `{key}` must be one of {', '.join(allowed)}")
+    return value
+
+
+def _object(obj: dict, key: str, where: str):
+    value = _json(obj, key, where)
+    if value is not None and not isinstance(value, dict):
+        raise LineError(f"{where}: `{key}` must be an object")
+    return value
+
+
+def _parser(f: declared.Field):
+    """How a line's value of the declared field `f` is read, from its annotation."""
+    kind = f.annotation
+    if isinstance(kind, types.UnionType):  # `X | None`
+        kind = next(a for a in typing.get_args(kind) if a is not types.NoneType)
+    required = f.imported.required
+    if kind is uuid.UUID:
+        return lambda obj, where: _uuid(obj, f.name, where, required)
+    if kind is datetime:
+        return lambda obj, where: _time(obj, f.name, where, required)
+    if kind is str:
+        return lambda obj, where: _get(obj, f.name, str, where, required)
+    if kind is int:
+        return lambda obj, where: _count(obj, f.name, where)
+    if kind is float:  # a number, as its rule reads it
+        return lambda obj, where: obj.get(f.name)
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        allowed = tuple(member.value for member in kind)
+        return lambda obj, where: _one_of(obj, f.name, allowed, where)
+    if (isinstance(kind, declared.Nested) and not kind.many) or (f.stored is not None and f.stored.default is dict):
+        return lambda obj, where: _object(obj, f.name, where)
+    if kind is declared.Json or isinstance(kind, declared.Nested):
+        return lambda obj, where: _json(obj, f.name, where)
+    raise TypeError(f"The import format cannot read {f.name}: {f.annotation}")  # at import: every test sees it
+
+
+# What a line carries of each type under the declared fields' names: parsed as their
+# annotations say, then held to their rules (resolvers/rules.FIELD_RULES).
+PARSERS = {
+    type_name: tuple((f, _parser(f), rules.FIELD_RULES.get((type_name, f.name))) for f in declared.imported(type_name))
+    for type_name in ("Session", "Turn", "Event")
+}
+
+
+def _declared_values(obj: dict, type_name: str, where: str) -> dict:
+    """The line's values of `type_name`'s importable fields, each checked as its own rule
+    says, under the names the new row takes (None: absent, the row's default)."""
+    parsed = [(f, parse(obj, where), rule) for f, parse, rule in PARSERS[type_name]]
+    values = {}
+    for f, value, rule in parsed:
+        if rule is not None:
+            value = _rule(where, f.name, rule, value)
+        values[f.imported.into or f.name] = value
+    return values
+
+
+def _present(values: dict) -> dict:
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def parse_event(obj, where: str) -> NewEvent:
     if not isinstance(obj, dict):
         raise LineError(f"{where}: an event must be an object")
-    if obj.get("message") is not None and obj.get("message_b64") is not None:
-        raise LineError(f"{where}: an event has at most one of `message` and `message_b64`")
+    values = _declared_values(obj, "Event", where)
+    # `message` (text) or `message_b64` (bytes): the content, which no field shows as it is
     message = _get(obj, "message", str, where)
     encoded = _get(obj, "message_b64", str, where)
-    kind = _get(obj, "type", str, where, required=True)
-    timestamp = _time(obj, "timestamp", where, required=True)
-    agent_id = _get(obj, "agent_id", str, where)
-    payload = _json(obj, "payload", where)
-    dedup_key = _get(obj, "dedup_key", str, where)
-    _rule(where, "type", rules.check_event_type, kind)
-    _rule(where, "agent_id", rules.check_name, agent_id, "agent id")
-    _rule(where, "dedup_key", rules.check_name, dedup_key, "dedup key")
     content = _rule(where, "message" if encoded is None else "message_b64", rules.event_content, message, encoded)
-    _rule(where, "payload", rules.check_payload, payload)
-    return NewEvent(type=kind, timestamp=timestamp, agent_id=agent_id, content=content, payload=payload, dedup_key=dedup_key)
+    return NewEvent(content=content, **_present(values))
 
 
 def _events(obj: dict, where: str, clean: bool = False) -> list[NewEvent]:
@@ -151,7 +208,7 @@ def _plain_event(obj) -> NewEvent:
     """`parse_event` for the common event, in one pass: what it takes, it takes as
     `parse_event` would; anything else (a wrong type, a long string, a second message, a
     timestamp it cannot read) raises `_NotPlain`. For a line without NUL characters only."""
-    if type(obj) is not dict:
+    if type(obj) is not dict or (_NOT_PLAIN_KEYS and not _NOT_PLAIN_KEYS.isdisjoint(obj)):
         raise _NotPlain
     get = obj.get
     kind, agent_id, dedup_key, message = get("type"), get("agent_id"), get("dedup_key"), get("message")
@@ -201,6 +258,10 @@ def _plain_event(obj) -> NewEvent:
     return NewEvent(kind, timestamp, agent_id, content, payload, dedup_key, text)
 
 
+# The event fields `_plain_event` reads; a line with any other importable one takes
+# `parse_event`'s way (a field declared importable later is never dropped by the fast path).
+_PLAIN_KEYS = {"type", "agent_id", "dedup_key", "payload", "timestamp"}
+_NOT_PLAIN_KEYS = frozenset(f.name for f in declared.imported("Event")) - _PLAIN_KEYS
 _fromisoformat = datetime.fromisoformat
 _dumps = orjson.dumps
 is_event_type, is_name = rules.is_event_type, rules.is_name
@@ -222,42 +283,14 @@ AGENT = _Kind()
 def parse_turn(obj, where: str, clean: bool = False, session: _Kind = AGENT) -> NewTurn:
     if not isinstance(obj, dict):
         raise LineError(f"{where}: a turn must be an object")
-    status = _get(obj, "status", str, where) or "COMPLETED"
-    if status not in TURN_STATUSES:
-        raise LineError(f"{where}: `status` must be one of {', '.join(sorted(TURN_STATUSES))}")
-    task_id = _get(obj, "task_id", str, where, required=True)
-    created_at = _time(obj, "created_at", where, required=True)
-    workflow_id = _get(obj, "workflow_id", str, where)
-    completed_at = _time(obj, "completed_at", where)
-    _rule(where, "task_id", rules.check_name, task_id, "task id")
-    _rule(where, "workflow_id", rules.check_name, workflow_id, "workflow id")
-    _rule(where, "completed_at", rules.check_completion, created_at, completed_at)
-    endpoint = _get(obj, "endpoint", str, where)
-    prepared_prompt = _get(obj, "prepared_prompt", str, where)
-    settings = _json(obj, "red_team_settings", where)
-    _rule(where, "endpoint", rules.check_turn_endpoint, session.kind, list(session.endpoints), endpoint)
-    _rule(where, "prepared_prompt", rules.text_size, prepared_prompt, "prepared prompt")
+    values = _declared_values(obj, "Turn", where)
+    _rule(where, "completed_at", rules.check_completion, values["created_at"], values["completed_at"])
+    _rule(where, "endpoint", rules.check_turn_endpoint, session.kind, list(session.endpoints), values["endpoint"])
+    settings = values["red_team_settings"]
     _rule(where, "red_team_settings", rules.check_turn_settings, session.kind, settings)
-    if settings is not None and not isinstance(settings, dict):
-        raise LineError(f"{where}: `red_team_settings` must be an object")
     if session.kind == "RED_TEAM":  # the session's, with what the turn gives over them
-        settings = _rule(where, "red_team_settings", rules.check_settings, settings, session.settings)
-    return NewTurn(
-        task_id=task_id,
-        created_at=created_at,
-        workflow_id=workflow_id,
-        user_query=_get(obj, "user_query", str, where),
-        result=_get(obj, "result", str, where),
-        status=status,
-        completed_at=completed_at,
-        tokens_used=_count(obj, "tokens_used", where) or 0,
-        duration_ms=_count(obj, "duration_ms", where),
-        cost_usd_micros=_rule(where, "cost_usd", rules.cost_micros, obj.get("cost_usd")),
-        endpoint=endpoint,
-        prepared_prompt=prepared_prompt,
-        red_team_settings=settings,
-        events=_events(obj, where, clean),
-    )
+        values["red_team_settings"] = _rule(where, "red_team_settings", rules.check_settings, settings, session.settings)
+    return NewTurn(**_present(values), events=_events(obj, where, clean))
 
 
 def parse_session(line: bytes) -> NewSession:
@@ -271,69 +304,35 @@ def parse_session(line: bytes) -> NewSession:
     # JSON escapes a NUL in a string, so a line without that escape has none anywhere
     # (what looks like one may be an escaped backslash: then every value is checked).
     clean = b"\\u0000" not in line
-    title = _get(obj, "title", str, where)
-    external_id = _get(obj, "external_id", str, where)
-    metadata = _json(obj, "metadata", where)
-    if metadata is not None and not isinstance(metadata, dict):
-        raise LineError(f"{where}: `metadata` must be an object")
-    title = None if title is None else _rule(where, "title", rules.sanitize_title, title)
-    external_id = None if external_id is None else _rule(where, "external_id", rules.check_external_id, external_id)
-    metadata = _rule(where, "metadata", rules.check_metadata, metadata)
-    created_at = _time(obj, "created_at", where, required=True)
-    kinds = _kind_columns(obj, where, created_at)
-    if kinds["kind"] == "RED_TEAM" and external_id is None:  # `session(id: runnerId)` finds it
-        external_id = kinds["runner_id"]
-    session = _Kind(kinds["kind"], tuple(kinds.get("endpoints") or ()), kinds.get("red_team_settings"))
+    values = _declared_values(obj, "Session", where)
+    values.update(_kind_columns(obj, where, values))
+    if values["kind"] == "RED_TEAM" and values["external_id"] is None:  # `session(id: runnerId)` finds it
+        values["external_id"] = values["runner_id"]
+    session = _Kind(values["kind"], tuple(values.get("endpoints") or ()), values.get("red_team_settings"))
     turns = _get(obj, "turns", list, where) or []
     new = NewSession(
-        org_id=_uuid(obj, "org_id", where, required=True),
-        user_id=_uuid(obj, "user_id", where, required=True),
-        created_at=created_at,
-        session_id=_uuid(obj, "session_id", where),
-        external_id=external_id,
-        title=title,
-        token_budget=_count(obj, "token_budget", where),
-        metadata=metadata,
+        **_present(values),
         turns=[parse_turn(t, f"turns[{i}]", clean, session) for i, t in enumerate(turns)],
         events=_events(obj, where, clean),
-        **kinds,
     )
     _rule(where, "turns", rules.check_session_tokens, 0, sum(t.tokens_used for t in new.turns))
     return new
 
 
-def _one_of(obj: dict, key: str, allowed, where: str, default: str | None = None) -> str | None:
-    value = _get(obj, key, str, where)
-    if value is None:
-        return default
-    if value not in allowed:
-        raise LineError(f"{where}: `{key}` must be one of {', '.join(allowed)}")
-    return value
-
-
-def _kind_columns(obj: dict, where: str, created_at: datetime) -> dict:
-    """The session's columns of kinds.graphql: kind, status, end, grouping ids, identity
-    type, and the TERMINAL or RED_TEAM details, through the mutations' rules."""
-    ended_at = _time(obj, "ended_at", where)
-    kind = _one_of(obj, "kind", SESSION_KINDS, where, "AGENT")
-    status = _one_of(obj, "status", SESSION_STATUSES, where, "DONE" if ended_at else "OPEN")
+def _kind_columns(obj: dict, where: str, values: dict) -> dict:
+    """The rules between the session's fields of kinds.graphql (kind, status, end) and its
+    TERMINAL or RED_TEAM details, which become columns of its own, through the mutations'
+    rules."""
+    kind, ended_at = values["kind"] or "AGENT", values["ended_at"]
+    status = values["status"] or ("DONE" if ended_at else "OPEN")
     terminal = _json(obj, "terminal", where)
     red_team = _json(obj, "red_team", where)
     _rule(where, "kind", rules.check_kind, kind, terminal is not None, red_team is not None)
     _rule(where, "ended_at", rules.check_ended_status, status, ended_at)
-    _rule(where, "ended_at", rules.check_end, created_at, ended_at)
-    batch_id = _get(obj, "batch_id", str, where)
-    correlation_id = _get(obj, "correlation_id", str, where)
-    columns = {
-        "kind": kind,
-        "status": status,
-        "ended_at": ended_at,
-        "batch_id": _rule(where, "batch_id", rules.check_name, batch_id, "batch id"),
-        "correlation_id": _rule(where, "correlation_id", rules.check_name, correlation_id, "correlation id"),
-        "identity_type": _one_of(obj, "identity_type", IDENTITY_TYPES, where, "USER"),
-    }
+    _rule(where, "ended_at", rules.check_end, values["created_at"], ended_at)
+    columns = {"kind": kind, "status": status}
     if terminal is not None:
-        columns |= _rule(where, "terminal", rules.terminal_columns, terminal, created_at)
+        columns |= _rule(where, "terminal", rules.terminal_columns, terminal, values["created_at"])
     if red_team is not None:
         columns |= _rule(where, "red_team", rules.red_team_columns, red_team)
     return columns

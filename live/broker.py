@@ -3,8 +3,8 @@ subscribers of every server process.
 
 On PostgreSQL a notice is a NOTIFY sent inside the writer's transaction: it is delivered
 when, and only if, the transaction commits, in commit order, to every process LISTENing on
-the database, this one included. On SQLite (one process) it is handed to this process's
-broker after the commit. A notice carries ids and seqs, never content: each process reads
+the database, this one included. On SQLite (one process: `serve --workers 2` is refused, see
+`processes_refused`) it is handed to this process's broker after the commit. A notice carries ids and seqs, never content: each process reads
 the new events once, however many of its subscribers watch the session, and fans them out.
 
 Every subscriber has a bounded queue. Fanning out never waits: a subscriber whose queue is
@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sessiongraph.models import Event
@@ -102,6 +102,9 @@ class Publication:
         self.notices.append(notice)
 
 
+_NOTIFY_ALL = text("SELECT pg_notify(:channel, notice) FROM unnest(CAST(:notices AS text[])) AS notice")
+
+
 @contextlib.asynccontextmanager
 async def publishing(engine: AsyncEngine) -> AsyncIterator[Publication]:
     """A write transaction (`write_transaction`) whose announced notices reach subscribers
@@ -109,9 +112,10 @@ async def publishing(engine: AsyncEngine) -> AsyncIterator[Publication]:
     async with write_transaction(engine) as connection:
         publication = Publication(connection)
         yield publication
-        if connection.dialect.name == "postgresql":
-            for notice in publication.notices:
-                await connection.execute(select(func.pg_notify(CHANNEL, notice.encode())))
+        if connection.dialect.name == "postgresql" and publication.notices:
+            # One statement for all of them (an ingest request announces hundreds): the
+            # function scan reads the array in its order, so they are sent in that order.
+            await connection.execute(_NOTIFY_ALL, {"channel": CHANNEL, "notices": [n.encode() for n in publication.notices]})
     if engine.dialect.name != "postgresql":
         broker = broker_for(engine)
         for notice in publication.notices:
@@ -314,6 +318,23 @@ class Broker:
                 driver.remove_termination_listener(self._on_listener_lost)
                 await driver.remove_listener(CHANNEL, self._on_notify)
             await listener.close()
+
+
+def processes_refused(backend: str, workers: int) -> str | None:
+    """Why `workers` server processes cannot serve a `backend` database; None when they can.
+    On SQLite a notice reaches only the broker of the process that wrote it: a subscriber
+    would see only what its own worker wrote. Several processes are refused rather than
+    given a second broker that polls the database for others' commits: SQLite takes one
+    writer at a time across processes, so extra workers add no write capacity, and
+    PostgreSQL (LISTEN/NOTIFY) is the database for several processes."""
+    if backend == "sqlite" and workers > 1:
+        return (
+            f"--workers {workers} on SQLite: live subscriptions (sessionEvents, sessionUpdates) are "
+            "delivered within one process, so a subscriber would miss what other workers write. "
+            "Serve SQLite with --workers 1, or use PostgreSQL (SESSIONGRAPH_DATABASE_URL="
+            "postgresql+asyncpg://...) for several workers."
+        )
+    return None
 
 
 _BROKERS: "weakref.WeakKeyDictionary[AsyncEngine, Broker]" = weakref.WeakKeyDictionary()

@@ -95,6 +95,17 @@ class PageKey:
         return (self.limit, self.forward, self.after, self.before, self.events, self.columns)
 
 
+@dataclass(frozen=True, slots=True)
+class OwnedKey:
+    """One owner's rows of `statement`, a statement that selects the rows of all owners in
+    its `owners` parameter at once (each row names its owner in `user_id`), run with the
+    other `parameters` (name, value pairs; sequences as tuples)."""
+
+    owner: Hashable
+    statement: object
+    parameters: tuple
+
+
 class Loaders:
     """The operation's DataLoaders, each made on first use: most operations need one or two
     of them, and a small query none."""
@@ -111,6 +122,7 @@ class Loaders:
         "turn_event_count": "_turn_event_counts",
         "chat_turn_page": "_chat_turn_pages",
         "chat_turn_count": "_chat_turn_counts",
+        "owned_rows": "_owned_rows",
     }
 
     def __init__(self, context) -> None:
@@ -214,6 +226,18 @@ class Loaders:
         statement = _chat_count_statement(len(set(chats)) == 1, dialect)
         counts = {(s, e): n for s, e, n in await self.context.rows(statement, chat_parameters(chats, dialect))}
         return [counts.get(chat, 0) for chat in chats]
+
+    async def _owned_rows(self, keys: list[OwnedKey]) -> list[list]:
+        """One statement per distinct statement and parameters, for all their owners."""
+        groups: dict[tuple, list] = defaultdict(list)
+        for k in keys:
+            groups[k.statement, k.parameters].append(k.owner)
+        found: dict[tuple, list] = defaultdict(list)
+        for (statement, parameters), owners in groups.items():
+            bound = {**dict(parameters), "owners": list(dict.fromkeys(owners))}
+            for row in await self.context.rows(statement, bound):
+                found[statement, parameters, row.user_id].append(row)
+        return [found.get((k.statement, k.parameters, k.owner), []) for k in keys]
 
     async def _session_event_counts(self, keys: list[tuple]) -> list[int]:
         return await self._event_counts(keys, SessionEventCount.session_id, SessionEventCount)

@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./sessiongraph.db"
+# How long a SQLite writer waits for a write lock another process holds; past it the write
+# is answered SERVICE_UNAVAILABLE (models/availability.py). Below the request timeout's default.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def database_url(explicit: str | None = None) -> str:
@@ -64,7 +67,15 @@ def json_dumps(value) -> str:
         return json.dumps(value)
 
 
-def create_engine(url: str, **kwargs) -> "AsyncEngine":
+def busy_timeout_within(request_timeout: float) -> int:
+    """The SQLite busy timeout (ms) for a server whose requests may run `request_timeout`
+    seconds: at most half of it, so that a writer waiting for another process's lock gives
+    up (SERVICE_UNAVAILABLE) before its request is stopped. A statement waiting in SQLite's
+    thread cannot be cut short as a PostgreSQL connection is (gate/deadlines.py)."""
+    return max(1, min(SQLITE_BUSY_TIMEOUT_MS, int(request_timeout * 500)))
+
+
+def create_engine(url: str, busy_timeout_ms: int | None = None, **kwargs) -> "AsyncEngine":
     # Imported when used: the console script's other commands start without SQLAlchemy.
     from sqlalchemy import event
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -77,16 +88,16 @@ def create_engine(url: str, **kwargs) -> "AsyncEngine":
     kwargs["json_serializer"] = json_dumps
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _configure_sqlite)
+        event.listen(engine.sync_engine, "connect", lambda connection, record: _configure_sqlite(connection, record, busy_timeout_ms))
     return engine
 
 
-def _configure_sqlite(dbapi_connection, _record) -> None:
+def _configure_sqlite(dbapi_connection, _record, busy_timeout_ms: int | None = None) -> None:
     """Every SQLite connection's settings."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms or SQLITE_BUSY_TIMEOUT_MS)}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
     # SQLite's own lower() folds ASCII only; the session search must ignore case in any

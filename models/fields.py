@@ -91,6 +91,20 @@ class Stored:
 
 
 @dataclass(frozen=True, slots=True)
+class Imported:
+    """How the import format (the contract README's "Import format") carries a field: under
+    the field's name, parsed as its annotation says, `required` or not, kept as the new row's
+    `into` (the field's name by default) after its rule in resolvers/rules.FIELD_RULES."""
+
+    required: bool = False
+    into: str | None = None
+
+
+IMPORTED = Imported()
+REQUIRED = Imported(required=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Field:
     """One field. `name` is the Python name (GraphQL's is its camelCase); `stored` its
     column when it is one; `reads` the columns its value follows from (the field's own
@@ -104,6 +118,7 @@ class Field:
     reads: tuple[str, ...] = ()
     value: Callable[[Any], Any] | None = None
     exposed: bool = True
+    imported: Imported | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -225,16 +240,17 @@ def settings_of(stored: dict | None) -> dict:
 
 SESSION_FIELDS = (
     Field("id", uuid.UUID, stored=Stored("uuid", primary_key=True), exposed=False),
-    Field("session_id", uuid.UUID, "The session's UUID, as stored.", reads=("id",)),
+    Field("session_id", uuid.UUID, "The session's UUID, as stored.", reads=("id",), imported=IMPORTED),
     Field(
         "external_id",
         str | None,
         "A caller-chosen id such as 'user-123-chat', unique among the owner's live sessions.",
         stored=Stored("string", nullable=True, length=255),
+        imported=IMPORTED,
     ),
-    Field("title", str | None, stored=Stored("string", nullable=True, length=255)),
-    Field("user_id", uuid.UUID, stored=Stored("uuid", references="users.id")),
-    Field("created_at", datetime, stored=Stored("time")),
+    Field("title", str | None, stored=Stored("string", nullable=True, length=255), imported=IMPORTED),
+    Field("user_id", uuid.UUID, stored=Stored("uuid", references="users.id"), imported=REQUIRED),
+    Field("created_at", datetime, stored=Stored("time"), imported=REQUIRED),
     Field("updated_at", datetime, stored=Stored("time")),
     Field(
         "last_activity_at",
@@ -244,10 +260,10 @@ SESSION_FIELDS = (
     ),
     Field("turn_count", int, "Number of turns (tasks) in the session.", stored=Stored("int", default=0)),
     Field("tokens_used", int, "Sum of the turns' tokens.", stored=Stored("int", default=0)),
-    Field("token_budget", int | None, stored=Stored("int", nullable=True)),
-    Field("metadata", Json, stored=Stored("json", default=dict)),
-    Field("kind", SessionKind, stored=Stored("string", length=16, default="AGENT"), value=_enum(SessionKind, "kind")),
-    Field("org_id", uuid.UUID, "The organisation the session belongs to.", stored=Stored("uuid")),
+    Field("token_budget", int | None, stored=Stored("int", nullable=True), imported=IMPORTED),
+    Field("metadata", Json, stored=Stored("json", default=dict), imported=IMPORTED),
+    Field("kind", SessionKind, stored=Stored("string", length=16, default="AGENT"), value=_enum(SessionKind, "kind"), imported=IMPORTED),
+    Field("org_id", uuid.UUID, "The organisation the session belongs to.", stored=Stored("uuid"), imported=REQUIRED),
     Field(
         "cost_usd",
         float,
@@ -264,19 +280,22 @@ SESSION_FIELDS = (
         "BAD_USER_INPUT and changes nothing.",
         stored=Stored("string", length=8, default="OPEN"),
         value=_enum(SessionStatus, "status"),
+        imported=IMPORTED,
     ),
-    Field("ended_at", datetime | None, stored=Stored("time", nullable=True)),
+    Field("ended_at", datetime | None, stored=Stored("time", nullable=True), imported=IMPORTED),
     Field(
         "batch_id",
         str | None,
         "Groups sessions executed together, e.g. one command run on many hosts.",
         stored=Stored("string", nullable=True, length=255),
+        imported=IMPORTED,
     ),
     Field(
         "correlation_id",
         str | None,
         "An external workflow or task id grouping the sessions of one logical run.",
         stored=Stored("string", nullable=True, length=255),
+        imported=IMPORTED,
     ),
     Field(
         "identity_type",
@@ -285,6 +304,7 @@ SESSION_FIELDS = (
         "that created it; imported sessions say so on their line (USER when they do not).",
         stored=Stored("string", length=16, default="USER"),
         value=_enum(IdentityType, "identity_type"),
+        imported=IMPORTED,
     ),
     Field(
         "terminal",
@@ -316,10 +336,10 @@ TURN_FIELDS = (
         "1-based position of the turn in its session, the same whatever page it is read from.",
         stored=Stored("int", name="position"),
     ),
-    Field("task_id", str, stored=Stored("string", length=255)),
-    Field("workflow_id", str | None, stored=Stored("string", nullable=True, length=255)),
-    Field("user_query", str | None, stored=Stored("text", nullable=True)),
-    Field("result", str | None, stored=Stored("text", nullable=True), exposed=False),
+    Field("task_id", str, stored=Stored("string", length=255), imported=REQUIRED),
+    Field("workflow_id", str | None, stored=Stored("string", nullable=True, length=255), imported=IMPORTED),
+    Field("user_query", str | None, stored=Stored("text", nullable=True), imported=IMPORTED),
+    Field("result", str | None, stored=Stored("text", nullable=True), exposed=False, imported=IMPORTED),
     # The message of the turn's first non-blank LLM_OUTPUT event, kept by the writers.
     Field("fallback_output", str | None, stored=Stored("text", nullable=True), exposed=False),
     Field(
@@ -330,11 +350,11 @@ TURN_FIELDS = (
         reads=("result", "fallback_output"),
         value=final_output,
     ),
-    Field("status", TurnStatus, stored=Stored("string", length=16), value=_enum(TurnStatus, "status")),
-    Field("created_at", datetime, stored=Stored("time")),
-    Field("completed_at", datetime | None, stored=Stored("time", nullable=True)),
-    Field("tokens_used", int, stored=Stored("int", default=0)),
-    Field("duration_ms", int | None, stored=Stored("int", nullable=True), exposed=False),
+    Field("status", TurnStatus, stored=Stored("string", length=16), value=_enum(TurnStatus, "status"), imported=IMPORTED),
+    Field("created_at", datetime, stored=Stored("time"), imported=REQUIRED),
+    Field("completed_at", datetime | None, stored=Stored("time", nullable=True), imported=IMPORTED),
+    Field("tokens_used", int, stored=Stored("int", default=0), imported=IMPORTED),
+    Field("duration_ms", int | None, stored=Stored("int", nullable=True), exposed=False, imported=IMPORTED),
     Field(
         "execution_time_ms",
         int | None,
@@ -355,6 +375,7 @@ TURN_FIELDS = (
         "What the turn cost in US dollars, as its writer reported it (0..1,000,000, at most 6 decimals).",
         reads=("cost_usd_micros",),
         value=turn_cost,
+        imported=Imported(into="cost_usd_micros"),
     ),
     Field("cost_usd_micros", int | None, stored=Stored("bigint", nullable=True), exposed=False),
     Field(
@@ -362,12 +383,14 @@ TURN_FIELDS = (
         str | None,
         "The endpoint the prompt went to (RED_TEAM sessions).",
         stored=Stored("string", nullable=True, length=255),
+        imported=IMPORTED,
     ),
     Field(
         "prepared_prompt",
         str | None,
         "The prompt as sent, after the template and context strategy.",
         stored=Stored("text", nullable=True),
+        imported=IMPORTED,
     ),
     Field(
         "red_team_settings",
@@ -375,6 +398,7 @@ TURN_FIELDS = (
         "The settings the prompt was sent with (RED_TEAM sessions).",
         stored=Stored("json", nullable=True),
         value=lambda row: None if row.red_team_settings is None else settings_of(row.red_team_settings),
+        imported=IMPORTED,
     ),
 )
 
@@ -388,9 +412,10 @@ EVENT_FIELDS = (
         str,
         "LLM_PROMPT, LLM_OUTPUT, LLM_PARTIAL, TOOL_INVOKED, ... or INPUT / OUTPUT / ERROR for terminal streams.",
         stored=Stored("string", length=64),
+        imported=REQUIRED,
     ),
     Field("workflow_id", str | None, stored=Stored("string", nullable=True, length=255)),
-    Field("agent_id", str | None, stored=Stored("string", nullable=True, length=255)),
+    Field("agent_id", str | None, stored=Stored("string", nullable=True, length=255), imported=IMPORTED),
     # Raw bytes: text is stored UTF-8 encoded, so every encoding can be rendered from it.
     Field("content", bytes | None, stored=Stored("bytes", nullable=True), exposed=False),
     Field(
@@ -400,7 +425,7 @@ EVENT_FIELDS = (
         reads=("content",),
         value=lambda row: message_of(row.content),
     ),
-    Field("timestamp", datetime, stored=Stored("time")),
+    Field("timestamp", datetime, stored=Stored("time"), imported=REQUIRED),
     Field(
         "elapsed_ms",
         float,
@@ -408,8 +433,8 @@ EVENT_FIELDS = (
         reads=("timestamp", "session_created_at"),
         value=elapsed_ms,
     ),
-    Field("payload", Json | None, stored=Stored("json", nullable=True)),
-    Field("dedup_key", str | None, stored=Stored("string", nullable=True, length=255), exposed=False),
+    Field("payload", Json | None, stored=Stored("json", nullable=True), imported=IMPORTED),
+    Field("dedup_key", str | None, stored=Stored("string", nullable=True, length=255), exposed=False, imported=IMPORTED),
 )
 
 # The details of TERMINAL and RED_TEAM sessions: columns of the session's row (the objects
@@ -588,6 +613,22 @@ TABLE_FIELDS = {
 
 def exposed(type_name: str) -> tuple[Field, ...]:
     return tuple(f for f in FIELDS.get(type_name) or NESTED[type_name] if f.exposed)
+
+
+def columns_read(f: Field) -> tuple[str, ...]:
+    """The columns a field's value follows from, the columns of the objects read from the
+    row itself included (a TERMINAL session's details are its row's columns)."""
+    columns = dict.fromkeys(f.columns)
+    if isinstance(f.annotation, Nested) and f.stored is None:
+        for g in NESTED[f.annotation.name]:
+            if g.stored is not None or g.reads:
+                columns.update(dict.fromkeys(columns_read(g)))
+    return tuple(columns)
+
+
+def imported(type_name: str) -> tuple[Field, ...]:
+    """The fields of `type_name` the import format carries under their names."""
+    return tuple(f for f in TABLE_FIELDS[type_name] if f.imported is not None)
 
 
 def stored(type_name: str) -> tuple[Field, ...]:

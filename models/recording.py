@@ -313,11 +313,9 @@ async def add_turns(connection: AsyncConnection, session_id: uuid.UUID, turns: l
     ids = await _insert_read_back(connection, Turn, rows, Turn.position, session_id, positions)
     newest = max(max(t.created_at, t.completed_at or t.created_at) for t in turns)
     await _touch(connection, session_id, newest, updated=True)
-    added = 0
-    for turn_id, turn in zip(ids, turns, strict=True):
-        # The turn's row has its figures from these events already (`_turn_row`).
-        added += len(await insert_events(connection, session_id, turn_id, turn.events, turn.workflow_id, figures=False))
-    return added
+    # The turns' rows have their figures from these events already (`turn_row`).
+    runs = [(turn_id, turn.workflow_id, turn.events) for turn_id, turn in zip(ids, turns, strict=True)]
+    return len(await insert_event_runs(connection, session_id, runs, figures=False))
 
 
 async def _insert_read_back(connection: AsyncConnection, model, rows: list[dict], key, session_id, keys) -> list[int]:
@@ -350,11 +348,25 @@ async def insert_events(
     workflow_id: str | None = None,
     figures: bool = True,
 ) -> list[int]:
-    """Appends events with the session's next seqs, gapless: the seqs are taken by one
-    UPDATE of the session row, which holds its lock until the transaction ends; the same
-    UPDATE adds the events' stream bytes to the session's and makes a READY session OPEN.
-    Returns the new events' ids, in order. `figures`: bring the turn's fallback output and
-    agents up to date with the events (False where its row was written with them)."""
+    """Appends events with the session's next seqs (`insert_event_runs`, one run)."""
+    return await insert_event_runs(connection, session_id, [(turn_id, workflow_id, events)], figures)
+
+
+async def insert_event_runs(
+    connection: AsyncConnection,
+    session_id: uuid.UUID,
+    runs: list[tuple[int | None, str | None, list[NewEvent]]],
+    figures: bool = True,
+) -> list[int]:
+    """Appends runs of events, each (its turn id or None, its workflow id, its events), with
+    the session's next seqs, gapless, in the order given: the seqs are taken by one UPDATE
+    of the session row, which holds its lock until the transaction ends; the same UPDATE
+    adds the events' stream bytes to the session's and makes a READY session OPEN. One
+    INSERT for every run. Returns the new events' ids, in order. `figures`: bring each
+    run's turn's fallback output and agents up to date with its events (False where the
+    turn's row was written with them)."""
+    runs = [run for run in runs if run[2]]
+    events = [e for _, _, run_events in runs for e in run_events]
     if not events:
         return []
     events_written(len(events))
@@ -369,6 +381,7 @@ async def insert_events(
         .returning(Session.event_count)
     )
     seqs = range(last_seq - len(events) + 1, last_seq + 1)
+    turn_of = [(turn_id, workflow_id) for turn_id, workflow_id, run_events in runs for _ in run_events]
     ids = await _insert_read_back(
         connection,
         Event,
@@ -385,16 +398,18 @@ async def insert_events(
                 "payload": e.payload,
                 "dedup_key": e.dedup_key,
             }
-            for seq, e in zip(seqs, events, strict=True)
+            for seq, e, (turn_id, workflow_id) in zip(seqs, events, turn_of, strict=True)
         ],
         Event.seq,
         session_id,
         seqs,
     )
-    await _count_events(connection, [(session_id, turn_id, [e.type for e in events])])
+    await _count_events(connection, [(session_id, turn_id, [e.type for e in run_events]) for turn_id, _, run_events in runs])
     await _touch(connection, session_id, max(e.timestamp for e in events))
-    if turn_id is not None and figures:
-        await _update_turn_figures(connection, turn_id, events)
+    if figures:
+        for turn_id, _, run_events in runs:
+            if turn_id is not None:
+                await _update_turn_figures(connection, turn_id, run_events)
     return ids
 
 
@@ -553,12 +568,19 @@ async def end_turn(
     result: str | None = None,
     tokens_used: int | None = None,
     cost_usd_micros: int | None = None,
+    started_at: datetime | None = None,
+    user_query: str | None = None,
 ) -> None:
     """Ends a running turn (a row of `turns`) with its status and completion time, and the
-    result, token count and cost when given (None: kept). The session's tokens and cost
-    follow the turn's; the completion counts as the session's activity. Call with the
-    session locked."""
+    result, token count and cost when given (None: kept); also its start time and user
+    query when given (an OpenTelemetry trace's root span, which may come after the spans
+    that started the turn). The session's tokens and cost follow the turn's; the completion
+    counts as the session's activity. Call with the session locked."""
     values: dict = {"status": status, "completed_at": completed_at}
+    if started_at is not None:
+        values["created_at"] = started_at
+    if user_query is not None:
+        values["user_query"] = user_query
     if result is not None:
         values["result"] = result
     if tokens_used is not None:
@@ -579,3 +601,27 @@ async def end_turn(
         if changed.rowcount == 0:
             raise TokensOver(f"session {turn.session_id}")
     await _touch(connection, turn.session_id, completed_at, updated=True)
+
+
+async def add_turn_tokens(connection: AsyncConnection, session_id: uuid.UUID, turn_id: int, tokens: int) -> None:
+    """Adds `tokens` to a turn's tokens and its session's, whatever the turn's status (an
+    OpenTelemetry trace's spans may come after its root completed the turn). Call with the
+    session locked."""
+    if not tokens:
+        return
+    if tokens > MAX_TOKENS:
+        raise TokensOver(f"{tokens} tokens")
+    # Both sums held to MAX_TOKENS, as every writer holds them: nothing is added past it.
+    changed = await connection.execute(
+        update(Session).where(Session.id == session_id, Session.tokens_used <= MAX_TOKENS - tokens)
+        .values(tokens_used=Session.tokens_used + tokens)
+    )
+    if changed.rowcount == 0:
+        raise TokensOver(f"session {session_id}")
+    await connection.execute(update(Turn).where(Turn.id == turn_id).values(tokens_used=Turn.tokens_used + tokens))
+
+
+async def session_started_by(connection: AsyncConnection, session_id: uuid.UUID, when: datetime) -> None:
+    """Moves the session's creation back to `when` if it is later (an OpenTelemetry
+    session created by spans that came before earlier ones of the same conversation)."""
+    await connection.execute(update(Session).where(Session.id == session_id, Session.created_at > when).values(created_at=when))

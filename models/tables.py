@@ -163,6 +163,17 @@ class Event(Base):
     )
 
 
+class DeploymentSecret(Base):
+    """Secrets every process of a deployment shares, made once (the download links' signing
+    key: downloads/signing.py; migration 0004)."""
+
+    __tablename__ = "deployment_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
 # How many events of each type a session and a turn have, kept by the one writer
 # (models/recording.py) in the transaction that stores the events: `totalCount` of an events
 # connection sums a few of these rows (one a type) instead of counting the events. Migration

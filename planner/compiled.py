@@ -63,7 +63,7 @@ def _readers(type_name: str) -> dict[str, Reader]:
     name_of = NameConverter().apply_naming_config
     readers = {"id": Reader(_global_id(type_name), ("id",), as_is=True)}
     for f in declared.exposed(type_name):
-        readers[name_of(f.name)] = Reader(f.getter, f.columns, _as_is(f))
+        readers[name_of(f.name)] = Reader(f.getter, declared.columns_read(f), _as_is(f))
     return readers
 
 
@@ -74,8 +74,9 @@ READERS: dict[str, dict[str, Reader]] = {name: _readers(name) for name in declar
 READERS["Event"]["content"] = Reader(attrgetter("content"), ("content", "type", "session_kind", "session_resource_subtype"))
 
 # What a page of each type always fetches besides its parent's id: its own id (the parent
-# of the next level) and the sort key (its cursor).
-KEY_COLUMNS = {"Turn": ("id", "position"), "Event": ("id", "seq")}
+# of the next level) and the sort key (its cursor); a session list's page, the number of
+# turns its turns' `totalCount` is (the list's sort key is added by the list itself).
+KEY_COLUMNS = {"Session": ("id", "turn_count"), "Turn": ("id", "position"), "Event": ("id", "seq")}
 
 
 async def _turns(ctx, rows, kwargs, columns) -> list:
@@ -116,19 +117,20 @@ def readable(type_name: str, node: FieldNode) -> bool:
     name = node.name.value
     if name == "__typename" or (type_name, name) in CONNECTIONS:
         return True
-    if name not in READERS.get(type_name, ()):
+    if name not in READERS.get(type_name, ()) and name not in DETAIL_READERS.get(type_name, ()):
         return False
     return not any(isinstance(a.value, VariableNode) for a in node.arguments or ())
 
 
 def page_columns(fields_read: dict[str, set[str]]) -> dict[str, tuple[str, ...] | None]:
-    """The columns to fetch for pages of turns and of events: what the document's fields of
-    that type read. All of them (None) as soon as the document reads any field of these
+    """The columns to fetch for pages of sessions, turns and events: what the document's
+    fields of that type read. All of them (None) as soon as the document reads any field of these
     types that compiled selections cannot read: that selection's pages are fetched by the
     types' resolvers, with every column their `from_row` needs, and a compiled selection
     asking for the same page must find it among the DataLoader's, not fetch it again."""
     for type_name, names in fields_read.items():
-        if any(n != "__typename" and (type_name, n) not in CONNECTIONS and n not in READERS[type_name] for n in names):
+        known = READERS.get(type_name) or DETAIL_READERS[type_name]
+        if any(n != "__typename" and (type_name, n) not in CONNECTIONS and n not in known for n in names):
             return dict.fromkeys(KEY_COLUMNS)
     chosen = {}
     for type_name, keys in KEY_COLUMNS.items():

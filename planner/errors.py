@@ -11,6 +11,7 @@ import logging
 
 from graphql import GraphQLError
 
+from sessiongraph.models.availability import is_unavailable
 from sessiongraph.resolvers.rules import RuleBroken
 from sessiongraph.schema.errors import current_request_id
 
@@ -24,8 +25,9 @@ class Fallback(Exception):
 def expected(error: Exception) -> bool:
     """Whether `error` is one graphql-core reports to the caller by design: a resolver's coded
     error (a bad cursor, a missing session: resolvers/errors.py), an input rule broken, a
-    value graphql-core itself refuses (an argument it cannot coerce)."""
-    return isinstance(error, (Fallback, GraphQLError, RuleBroken))
+    value graphql-core itself refuses (an argument it cannot coerce), a database that cannot
+    answer now (models/availability.py: graphql-core then answers SERVICE_UNAVAILABLE)."""
+    return isinstance(error, (Fallback, GraphQLError, RuleBroken)) or is_unavailable(error)
 
 
 class PlannerBug:

@@ -70,6 +70,11 @@ class PlannedInfo:
     def selected_fields(self) -> list:
         return self.run.selected_fields(self.details)
 
+    @property
+    def page_columns(self) -> dict:
+        """The columns the plan's pages fetch, by type (compiled.page_columns)."""
+        return self.run.plan.columns
+
 
 @dataclass(slots=True)
 class FieldRunner:
@@ -256,7 +261,8 @@ class Planner:
                 candidates = self.graphql_schema.get_possible_types(parent) if is_abstract_type(parent) else [parent]
                 child = None
                 for candidate in candidates:
-                    if candidate.name in compiled.READERS:  # what the document reads of each type
+                    if candidate.name in compiled.READERS or candidate.name in compiled.DETAIL_READERS:
+                        # what the document reads of each type
                         name_read = name if compiled.readable(candidate.name, selection) else f"{name}($)"
                         state["read"].setdefault(candidate.name, set()).add(name_read)
                     if name in candidate.fields:

@@ -24,3 +24,9 @@ class Forbidden(CodedError):
 
 class Unauthenticated(CodedError):
     code = "UNAUTHENTICATED"
+
+
+class ServiceUnavailable(CodedError):
+    # The database cannot answer now (models/availability.py): retryable. HTTP answers it
+    # 503 with Retry-After.
+    code = "SERVICE_UNAVAILABLE"

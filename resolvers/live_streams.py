@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sessiongraph.models import Event, Session
 from sessiongraph.live.broker import Notice, Subscriber, broker_for
 from sessiongraph.resolvers.context import RequestContext
-from sessiongraph.resolvers.errors import BadUserInput, CodedError, NotFound
+from sessiongraph.resolvers.errors import BadUserInput, CodedError, NotFound, ServiceUnavailable
 from sessiongraph.loaders import EVENT_COLUMNS, EVENTS_WITH_SESSION, EventFilter
 from sessiongraph.resolvers.visibility import can_see, find_session, no_session
 
@@ -36,10 +36,10 @@ class TooFarBehind(CodedError):
             self.extensions["afterSeq"] = after_seq
 
 
-class LiveFeedLost(CodedError):
+class LiveFeedLost(ServiceUnavailable):
     # The server stopped receiving notices (its database connection dropped, or it is
     # shutting down): resubscribing picks up where the stream stopped.
-    code = "SERVICE_UNAVAILABLE"
+    pass
 
 
 async def session_events(

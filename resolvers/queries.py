@@ -18,7 +18,7 @@ from sessiongraph.models.fields import SESSION_FILTERS
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput
 from sessiongraph.resolvers.ids import from_global_id
-from sessiongraph.loaders import SESSION_COLUMNS, EventFilter, PageKey
+from sessiongraph.loaders import SESSION_COLUMNS, EventFilter, OwnedKey, PageKey
 from sessiongraph.resolvers.pagination import Page, PageArgs, cut_page, decode_cursor, encode_cursor
 # find_session: the read side's lookup by id, used by the schema's `session` field.
 from sessiongraph.resolvers.visibility import find_session, visible_session, visible_sessions  # noqa: F401
@@ -195,23 +195,64 @@ def _filter_conditions(shape: tuple) -> list:
 
 
 @lru_cache(maxsize=512)
-def _list_statements(admin: bool, order_field: str, descending: bool, forward: bool, after: bool, before: bool, shape: tuple):
-    """The page and count statements of one shape of session list, built once: building and
-    keying them anew took most of a list page's time. Values are bound at execution."""
+def _list_parts(admin: bool, order_field: str, descending: bool, forward: bool, after: bool, before: bool, shape: tuple):
+    """A session list's conditions without and with its cursors, and the order it fetches in."""
     order_column = ORDER_COLUMNS[order_field]
     keys = tuple_(order_column, Session.id)
     conditions = [visible_sessions(admin), *_filter_conditions(shape)]
-    count = select(func.count()).select_from(Session).where(*conditions)
+    counted = tuple(conditions)
     for name, present, comes_after in (("after", after, True), ("before", before, False)):
         if present:
             bound = tuple_(bindparam(f"{name}_key", type_=order_column.type), bindparam(f"{name}_id", type_=Session.id.type))
             conditions.append(keys < bound if descending == comes_after else keys > bound)
     fetch_descending = descending == forward
     ordering = (order_column.desc(), Session.id.desc()) if fetch_descending else (order_column, Session.id)
-    page = select(*SESSION_COLUMNS).where(*conditions).order_by(*ordering).limit(bindparam("limit"))
+    return counted, tuple(conditions), ordering
+
+
+def _selected(order_field: str, columns: tuple | None, *always: str) -> tuple:
+    """The columns a list page fetches: `columns` by name besides the id, the sort key and
+    `always` (None: all)."""
+    if columns is None:
+        return SESSION_COLUMNS
+    table = Session.__table__.c
+    return tuple(table[name] for name in dict.fromkeys(("id", ORDER_COLUMNS[order_field].name, *always, *columns)))
+
+
+@lru_cache(maxsize=512)
+def _list_statements(shape: tuple, columns: tuple | None):
+    """The page and count statements of one shape of session list, built once: building and
+    keying them anew took most of a list page's time. Values are bound at execution.
+    `columns`: the names of those to fetch (None: all)."""
+    counted_conditions, conditions, ordering = _list_parts(*shape)
+    count = select(func.count()).select_from(Session).where(*counted_conditions)
+    page = select(*_selected(shape[1], columns)).where(*conditions).order_by(*ordering).limit(bindparam("limit"))
     # The same page with the total on each row (counted once: the subquery is uncorrelated).
     counted = page.add_columns(count.correlate(None).scalar_subquery().label("total_count"))
     return page, counted, count
+
+
+@lru_cache(maxsize=512)
+def _owned_list_statements(shape: tuple, columns: tuple | None):
+    """The page and count statements of `_list_statements` for all the owners in the
+    parameter `owners` at once (User.sessions of a gateway's users): rows numbered per owner
+    and cut at the page size; the totals counted per owner."""
+    counted_conditions, conditions, ordering = _list_parts(*shape)
+    owned = Session.user_id.in_(bindparam("owners", expanding=True))
+    number = func.row_number().over(partition_by=Session.user_id, order_by=ordering).label("page_row")
+    inner = select(*_selected(shape[1], columns, "user_id"), number).where(*conditions, owned).subquery()
+    page = (
+        select(*(c for c in inner.c if c.name != "page_row"))
+        .where(inner.c.page_row <= bindparam("limit"))
+        .order_by(inner.c.user_id, inner.c.page_row)
+    )
+    count = select(Session.user_id, func.count().label("count")).where(*counted_conditions, owned).group_by(Session.user_id)
+    return page, count
+
+
+def _frozen(parameters: dict) -> tuple:
+    """Parameters as a loader's key: sorted pairs, lists as tuples."""
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in parameters.items()))
 
 
 async def list_sessions(
@@ -224,9 +265,14 @@ async def list_sessions(
     order_field: str,
     descending: bool,
     with_total: bool = False,
+    owner: uuid.UUID | None = None,
+    columns: tuple[str, ...] | None = None,
 ) -> Page:
     """One page of the caller's sessions. `with_total`: the total is fetched with the page,
-    in its statement (when `totalCount` is selected), instead of by a statement of its own."""
+    in its statement (when `totalCount` is selected), instead of by a statement of its own.
+    `owner`: only that user's, loaded with the pages of the operation's other owners.
+    `columns`: the names of the columns to fetch (None: all; a page of rows with only some
+    columns is read by the planner's compiled selections, never made into Session objects)."""
     args = PageArgs.parse(first, after, last, before, SESSIONS_PAGE)
     order_name = ORDER_COLUMNS[order_field].name
     scope = f"{order_field}:{'DESC' if descending else 'ASC'}"
@@ -247,16 +293,22 @@ async def list_sessions(
     for name, cursor in (("after", args.after), ("before", args.before)):
         if cursor is not None:
             parameters[f"{name}_key"], parameters[f"{name}_id"] = cursor_key(cursor)
-    page, counted, count_statement = _list_statements(
-        viewer.is_admin, order_field, descending, args.forward, args.after is not None, args.before is not None, where.shape()
-    )
-    rows = await ctx.rows(counted if with_total else page, {**parameters, "limit": args.limit + 1})
+    shape = (viewer.is_admin, order_field, descending, args.forward, args.after is not None, args.before is not None, where.shape())
+    page, counted, count_statement = _list_statements(shape, columns)
+    if owner is None:
+        rows = await ctx.rows(counted if with_total else page, {**parameters, "limit": args.limit + 1})
+    else:
+        owned_page, owned_count = _owned_list_statements(shape, columns)
+        rows = await ctx.loaders.owned_rows.load(OwnedKey(owner, owned_page, _frozen({**parameters, "limit": args.limit + 1})))
 
     def cursor(row) -> str:
         # A time is written as its isoformat(), by orjson itself (without the call).
         return encode_cursor("sessions", scope, getattr(row, order_name), row.id.hex)
 
     async def count() -> int:
+        if owner is not None:
+            counts = await ctx.loaders.owned_rows.load(OwnedKey(owner, owned_count, _frozen(count_parameters)))
+            return counts[0].count if counts else 0
         if with_total and rows:
             return rows[0].total_count
         return (await ctx.rows(count_statement, count_parameters))[0][0]

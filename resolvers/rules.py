@@ -29,12 +29,11 @@ MAX_JSON_DEPTH = 64
 # The largest token figure: GraphQL's Int. A session's tokensUsed is the sum of its turns',
 # so that sum is held to it too.
 MAX_TOKENS = 2**31 - 1
-NUL = "\x00"
-_HOLDS_NUL = "contains U+0000 (NUL), which no stored text may hold"
 _INVISIBLE = {"\u200b", "\ufeff"}
 # Unicode's White_Space property (PropList.txt); str.isspace() adds U+001C..U+001F.
 WHITE_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
 # Unicode's control characters (category Cc) are exactly these two ranges.
+NUL = "\x00"  # what no stored text may hold (`check_no_nul`)
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
@@ -111,9 +110,7 @@ def event_content(message: str | None, message_base64: str | None) -> bytes | No
         raise RuleBroken("An event has both a message and a base64 message; give at most one.")
     content = None
     if message is not None:
-        # Raw bytes with NUL come as a base64 message; a text message is text, held to the
-        # rule of every stored text.
-        check_no_nul(message, "message")
+        check_no_nul(message, "message")  # raw bytes, NUL included, come base64
         content = message.encode("utf-8", "surrogatepass")
     elif message_base64 is not None:
         try:
@@ -125,19 +122,10 @@ def event_content(message: str | None, message_base64: str | None) -> bytes | No
     return content
 
 
-def check_no_nul(value: str | None, what: str) -> str | None:
-    """A text that is stored as text: no U+0000 (NUL), which PostgreSQL's text cannot hold;
-    refused on every database, so that both answer alike."""
-    if value is not None and NUL in value:
-        raise RuleBroken(f"The {what} {_HOLDS_NUL}.")
-    return value
-
-
 def json_depth(value) -> int:
     """How deep `value` nests objects and arrays (a scalar: 0, {} or [1]: 1), found without
     recursion, so a value of any depth is measured; past MAX_JSON_DEPTH the walk stops (the
-    answer then says only "deeper"). Raises RuleBroken (the rule's words, no subject) for a
-    string or key holding U+0000 met on the way."""
+    answer then says only "deeper")."""
     deepest = 0
     stack = [(value, 0)]
     pop, push = stack.pop, stack.append
@@ -146,16 +134,12 @@ def json_depth(value) -> int:
         kind = type(item)
         if kind is dict:
             depth += 1
-            for key, child in item.items():
-                if type(key) is str and NUL in key:
-                    raise RuleBroken(_HOLDS_NUL)
+            for child in item.values():
                 push((child, depth))
         elif kind is list:
             depth += 1
             for child in item:
                 push((child, depth))
-        elif kind is str and NUL in item:
-            raise RuleBroken(_HOLDS_NUL)
         if depth > deepest:
             deepest = depth
             if deepest > MAX_JSON_DEPTH:  # no need to walk the rest
@@ -163,27 +147,62 @@ def json_depth(value) -> int:
     return deepest
 
 
+def _check_depth(value, what: str) -> None:
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise RuleBroken(f"The {what} nests objects and arrays deeper than {MAX_JSON_DEPTH} levels.")
+
+
+def _nul_in_json(what: str) -> RuleBroken:
+    return RuleBroken(f"The {what} holds the character U+0000 (NUL) in a string or key; text may not hold it.")
+
+
 def check_json(value, what: str):
-    """A JSON value to store (a payload, metadata, a detail): nested at most 64 deep, no
-    U+0000 in any string or key; None stays None."""
+    """A JSON value to store, as `json_size` holds it but without its size (the importer's
+    JSON values): nested at most 64 deep, no U+0000 in any string or key; None stays None."""
     if value is None:
         return None
-    try:
-        depth = json_depth(value)
-    except RuleBroken as broken:
-        raise RuleBroken(f"The {what} {broken}.") from None
-    if depth > MAX_JSON_DEPTH:
-        raise RuleBroken(f"The {what} nests objects and arrays deeper than {MAX_JSON_DEPTH} levels.")
+    _check_depth(value, what)
+    if _json_holds_nul(value):
+        raise _nul_in_json(what)
     return value
 
 
 def json_size(value, what: str) -> int:
-    """The bytes of a JSON value as stored, once `check_json` takes it."""
-    check_json(value, what)
+    """The bytes of a JSON value as stored: nested at most 64 deep (measured first: orjson
+    writes no more than 254 levels), no U+0000 in any string or key."""
+    _check_depth(value, what)
     try:
-        return len(orjson.dumps(value))
+        encoded = orjson.dumps(value)
     except TypeError:
         raise RuleBroken(f"The {what} is not JSON.") from None
+    if b"\\u0000" in encoded and _json_holds_nul(value):  # encoded as \u0000: looked for only then
+        raise _nul_in_json(what)
+    return len(encoded)
+
+
+def _json_holds_nul(value) -> bool:
+    pending = [value]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, str):
+            if NUL in current:
+                return True
+        elif isinstance(current, dict):
+            pending += current.keys()
+            pending += current.values()
+        elif isinstance(current, list):
+            pending += current
+    return False
+
+
+def check_no_nul(value: str | None, what: str) -> str | None:
+    """Text given as text (a turn's query and result, an event's message; every string and
+    key of a JSON value, by `json_size`): no U+0000. PostgreSQL's text and jsonb cannot hold
+    it; SQLite could, and is held to the same rule so that both databases take the same
+    input, as the importer does. Raw bytes, NUL included, come as an event's base64 message."""
+    if value is not None and NUL in value:
+        raise RuleBroken(f"The {what} holds the character U+0000 (NUL); text may not hold it.")
+    return value
 
 
 def check_payload(payload):
@@ -208,6 +227,16 @@ def check_count(value: int | None, what: str) -> int | None:
     if value is not None and value < 0:
         raise RuleBroken(f"The {what} must be 0 or more.")
     return value
+
+
+MIN_LINK_SECONDS, MAX_LINK_SECONDS = 1, 3600
+
+
+def check_link_expiry(seconds: int | None) -> int:
+    """How long a download link lives (Session.download's expiresInSeconds): 1..3600."""
+    if seconds is None or not MIN_LINK_SECONDS <= seconds <= MAX_LINK_SECONDS:
+        raise RuleBroken(f"expiresInSeconds must be between {MIN_LINK_SECONDS} and {MAX_LINK_SECONDS}.")
+    return seconds
 
 
 TOKENS_OVER = (
@@ -586,3 +615,40 @@ def red_team_columns(red_team: dict) -> dict:
         "endpoints": check_endpoints(endpoints or []),
         "red_team_settings": check_settings(_object(red_team.get("settings"), "red-team settings"), {}),
     }
+
+
+# -- the rule of each field the import format carries -------------------------------------
+
+
+def _sized(what: str):
+    def check(value: str | None) -> str | None:
+        text_size(value, what)
+        return value
+
+    return check
+
+
+def _named(what: str):
+    return lambda value: check_name(value, what)
+
+
+# The rule of each importable field (models/fields.py marks them) that a rule of its own
+# governs, by (type, field): the importer applies it to the line's value, as the mutations
+# apply the same function to their argument. Rules between fields (a turn's end and start,
+# a session's kind and details, a turn's endpoint and its session's) stay with whoever holds
+# both values.
+FIELD_RULES = {
+    ("Session", "title"): lambda value: None if value is None else sanitize_title(value),
+    ("Session", "external_id"): lambda value: None if value is None else check_external_id(value),
+    ("Session", "metadata"): check_metadata,
+    ("Session", "batch_id"): _named("batch id"),
+    ("Session", "correlation_id"): _named("correlation id"),
+    ("Turn", "task_id"): _named("task id"),
+    ("Turn", "workflow_id"): _named("workflow id"),
+    ("Turn", "prepared_prompt"): _sized("prepared prompt"),
+    ("Turn", "cost_usd"): cost_micros,
+    ("Event", "type"): check_event_type,
+    ("Event", "agent_id"): _named("agent id"),
+    ("Event", "dedup_key"): _named("dedup key"),
+    ("Event", "payload"): check_payload,
+}

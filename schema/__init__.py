@@ -10,7 +10,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from sessiongraph.planner.extension import PlannedExecution
 from sessiongraph.schema.errors import assign_code
-from sessiongraph.schema.federation import SERVED_SDL, FederationFields, public_sdl
+from sessiongraph.schema.federation import SERVED_SDL, FederationFields, public_sdl, with_costs
 from sessiongraph.gate.limits import DocumentGuard, Limits
 from sessiongraph.schema.mutation import Mutation
 from sessiongraph.schema.query import Query
@@ -70,7 +70,7 @@ class FederatedSchema(Schema, strawberry.federation.Schema):
 
     def __init__(self, **settings) -> None:
         super().__init__(**settings)
-        SERVED_SDL["sdl"] = print_schema(self)
+        SERVED_SDL["sdl"] = with_costs(self._schema, print_schema(self))
 
     def as_str(self) -> str:
         """The schema as its clients read it (`public_sdl`): what `print_schema` gives, with the

@@ -6,12 +6,14 @@ from contextvars import ContextVar
 
 from graphql import GraphQLError, GraphQLSyntaxError
 
-from sessiongraph.resolvers.errors import CodedError
+from sessiongraph.models.availability import is_unavailable
+from sessiongraph.resolvers.errors import CodedError, ServiceUnavailable
 from sessiongraph.resolvers.rules import RuleBroken
 
 log = logging.getLogger("sessiongraph.errors")
 
 INTERNAL_MESSAGE = "Internal server error."
+UNAVAILABLE_MESSAGE = "The database is not answering now; try again shortly."
 # Set by the transport (HTTP, WebSocket) for each request, so the log lines name it.
 current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 
@@ -48,6 +50,10 @@ def assign_code(error: GraphQLError, executed: bool) -> None:
         return
     elif isinstance(error.original_error, RuleBroken):  # an input rule, named in the message
         code = "BAD_USER_INPUT"
+    elif is_unavailable(error.original_error):  # retryable: no traceback, nothing internal
+        log.warning("request %s: the database is unavailable: %s", current_request_id.get(), error.original_error)
+        error.message = UNAVAILABLE_MESSAGE
+        code = ServiceUnavailable.code
     elif error.path is None and (error.original_error is None or error.nodes):
         # Before execution: the document did not validate; during it, before any field
         # ran: a variable's value could not be coerced. Both point at the document (a

@@ -15,8 +15,9 @@ def _node(found: tuple[str, object] | None) -> Node | None:
     return NODE_TYPES[type_name].from_row(row)
 
 
-async def session_list(info, first, after, last, before, filters: dict, order_by: "SessionOrder | None") -> Connection[Session]:
-    """A page of the caller's sessions, as `Query.sessions` and `User.sessions` list them."""
+async def session_list(info, first, after, last, before, filters: dict, order_by: "SessionOrder | None", owner=None) -> Connection[Session]:
+    """A page of the caller's sessions, as `Query.sessions` and `User.sessions` list them
+    (`owner`: that user's, loaded together with the other users' of the operation)."""
     order_by = order_by or SessionOrder()
     page = await queries.list_sessions(
         info.context,
@@ -28,6 +29,9 @@ async def session_list(info, first, after, last, before, filters: dict, order_by
         order_by.field.value,
         order_by.direction is OrderDirection.DESC,
         with_total=selects(info, "totalCount"),
+        owner=owner,
+        # Under the planner, only the columns the document reads (Strawberry's info has none).
+        columns=getattr(info, "page_columns", {}).get("Session"),
     )
     return Connection.of(page, Session.from_row)
 

@@ -14,6 +14,7 @@ from sessiongraph.models import fields as declared
 from sessiongraph.resolvers import queries
 from sessiongraph.resolvers.ids import to_global_id
 from sessiongraph.schema.connections import Connection
+from sessiongraph.schema.export import download_field
 
 TurnStatus = strawberry.enum(declared.TurnStatus)
 IdentityType = strawberry.enum(declared.IdentityType)
@@ -166,6 +167,7 @@ class RedTeamDetails:
 @with_declared_fields("Session")
 class Session(Node):
     row: strawberry.Private[Any]
+    download = download_field  # export.graphql (schema/export.py)
 
     @strawberry.field(description="The session's owner: the entity a supergraph's users subgraph adds to (name, email).")
     def user(self) -> Annotated["User", strawberry.lazy("sessiongraph.schema.federation")]:

@@ -1,25 +1,30 @@
 """sessiongraph as an Apollo Federation v2 subgraph (schema/federation.py): `_service { sdl }`
 declares the keys, `_entities` resolves sessions, turns, events and users with the caller's
-visibility, in a fixed number of statements, planned; `--no-federation` serves none of it;
-the public SDL carries no federation directive."""
+visibility, in a fixed number of statements, planned (a hundred users' sessions too);
+`--no-federation` serves none of it; the public SDL carries no federation directive; the
+served one's @cost/@listSize make Hive Gateway's demand control count what the server does."""
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-from graphql import build_schema
+from graphql import build_schema, parse, value_from_ast_untyped
 
 from sessiongraph.planner.extension import PlannedExecution
 from sessiongraph.resolvers.ids import to_global_id
 from sessiongraph.schema import SDL_PATH, schema
-from tests.conftest import api_key, count_statements, event_, ok, store, turn_
+from sessiongraph.models.recording import ensure_user
+from sessiongraph.resolvers.context import Viewer
+from tests.conftest import T0, api_key, count_statements, event_, ok, store, turn_
 from tests.live_server import app_client, free_port, key, live_server  # noqa: F401  key: a fixture
 
 ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) {
@@ -99,6 +104,53 @@ async def test_a_hundred_session_entities_cost_what_one_does_and_are_planned(eng
 
     one, hundred = await run(1), await run(100)
     assert hundred == one == 2  # the sessions, then all their turns' pages
+
+
+
+USERS_SESSIONS = """query($r: [_Any!]!) { _entities(representations: $r) { ... on User { id
+  sessions(first: 2, orderBy: {field: CREATED_AT, direction: ASC}) {
+    totalCount pageInfo { hasNextPage endCursor } nodes { title turns(first: 2) { nodes { taskId } } } } } } }"""
+
+
+@pytest.mark.usefixtures("both_executions")
+async def test_a_hundred_users_sessions_cost_what_one_users_do(engine, org):
+    """A gateway asking for N users' sessions: one statement for all their pages, one for
+    their totals, one for the turns under them, whatever N."""
+    users = [org.alice.user_id, org.bob.user_id]
+    async with engine.begin() as connection:
+        for _ in range(98):
+            users.append(uuid.uuid4())
+            await ensure_user(connection, users[-1], org.id, T0)
+    for n, user in enumerate(users):
+        owner = Viewer(user, org.id, "USER", "USER")
+        for i in range(3 if n < 2 else 1):
+            await store(engine, owner, minutes=n + i / 10, title=f"u{n}.{i}", turns=[turn_(f"t{n}.{i}", n)])
+
+    async def run(count: int) -> int:
+        representations = [{"__typename": "User", "id": str(u)} for u in users[:count]]
+        with count_statements(engine) as counter:
+            data = await ok(engine, org.admin, USERS_SESSIONS, {"r": representations})
+        for n, got in enumerate(data["_entities"]):
+            sessions = got["sessions"]
+            assert got["id"] == str(users[n])
+            assert sessions["totalCount"] == (3 if n < 2 else 1)
+            assert [s["title"] for s in sessions["nodes"]] == [f"u{n}.{i}" for i in range(2 if n < 2 else 1)]
+            assert [s["turns"]["nodes"] for s in sessions["nodes"]] == [[{"taskId": f"t{n}.{i}"}] for i in range(2 if n < 2 else 1)]
+            assert sessions["pageInfo"]["hasNextPage"] is (n < 2)
+        return counter.count, data
+
+    (one, _), (hundred, data) = await run(1), await run(100)
+    assert one == hundred == 3
+
+    # The next page of each user goes on from that user's cursor.
+    after = """query($r: [_Any!]!, $after: String) { _entities(representations: $r) { ... on User {
+      sessions(after: $after, orderBy: {field: CREATED_AT, direction: ASC}) { nodes { title } } } } }"""
+    cursor = data["_entities"][1]["sessions"]["pageInfo"]["endCursor"]
+    rest = await ok(engine, org.admin, after, {"r": [{"__typename": "User", "id": str(users[1])}], "after": cursor})
+    assert rest["_entities"] == [{"sessions": {"nodes": [{"title": "u1.2"}]}}]
+    # A USER sees only its own sessions, whoever's User it asks about.
+    mine = await ok(engine, org.alice, USERS_SESSIONS, {"r": [{"__typename": "User", "id": str(u)} for u in users[:3]]})
+    assert [e["sessions"]["totalCount"] for e in mine["_entities"]] == [3, 0, 0]
 
 
 async def test_user_sessions_take_the_session_list_arguments(engine, org):
@@ -255,3 +307,90 @@ async def test_queries_crossing_both_subgraphs_through_hive_gateway(engine, org,
     assert through["data"] == direct["data"]
     assert direct["extensions"]["cost"]["requestedQueryCost"] == 5 + 5 * 3 + 5 * 3 * 4
     assert [len(s["turns"]["nodes"]) for s in through["data"]["sessions"]["nodes"]] == [0, 1, 2]
+
+
+
+# -- demand control: the gateway's cost from the subgraph's @cost and @listSize ---------------
+
+def _served_directives(sdl: str) -> dict:
+    """{(type, field): {directive name: {argument: value}}} of the served SDL's fields."""
+    found = {}
+    for definition in parse(sdl).definitions:
+        for field in getattr(definition, "fields", None) or ():
+            for directive in field.directives or ():
+                arguments = {a.name.value: value_from_ast_untyped(a.value) for a in directive.arguments}
+                found.setdefault((definition.name.value, field.name.value), {})[directive.name.value] = arguments
+    return found
+
+
+async def test_each_connection_is_sized_by_its_page_arguments_and_the_page_it_returns(engine, org):
+    session = await store(engine, org.alice, title="long", turns=[turn_(f"t{i}", i) for i in range(1, 13)])
+    for i in range(22):
+        await store(engine, org.alice, minutes=i + 1, title=f"s{i}")
+    sdl = (await ok(engine, org.alice, "{ _service { sdl } }"))["_service"]["sdl"]
+    assert '@link(url: "https://specs.apollo.dev/federation/v2.9", import: ["@key", "@cost", "@listSize"])' in sdl
+    directives = _served_directives(sdl)
+    sized = {field: d["listSize"] for field, d in directives.items() if "listSize" in d}
+    assert set(sized) == {
+        ("Query", "sessions"), ("User", "sessions"), ("Session", "turns"), ("Session", "events"),
+        ("Turn", "events"), ("Chat", "turns"),
+    }
+    for listed in sized.values():
+        assert listed["slicingArguments"] == ["first", "last"] and listed["sizedFields"] == ["nodes", "edges"]
+        assert listed["requireOneSlicingArgument"] is False
+    # The size assumed without first/last is the page the server returns then.
+    data = await ok(engine, org.alice, '{ sessions { nodes { id } } session(id: "%s") { turns { nodes { id } } } }' % session)
+    assert len(data["sessions"]["nodes"]) == sized["Query", "sessions"]["assumedSize"] == 20
+    assert len(data["session"]["turns"]["nodes"]) == sized["Session", "turns"]["assumedSize"] == 10
+    # What weighs: each node of a page, as the server counts them; no object type.
+    weighed = {field for field, d in directives.items() if "cost" in d}
+    assert weighed == {(f"{t}{part}", name) for t in ("Session", "Turn", "Event") for part, name in (("Connection", "nodes"), ("Edge", "node"))}
+    assert all(directives[field]["cost"] == {"weight": 1} for field in weighed)
+    assert sdl.count("@cost(weight: 0)") == len(re.findall(r"^type (?!Query|Mutation|Subscription|_)", sdl, re.M))
+
+
+# Documents whose cost Hive Gateway's demand control, reading the supergraph's directives,
+# puts where the server's `extensions.cost.requestedQueryCost` does.
+AGREEING = [
+    ("{ sessions(first: 5) { nodes { turns(first: 3) { nodes { events(first: 4) { nodes { seq } } } } } } }", {}),
+    ("{ sessions(last: 2) { edges { cursor node { title turns(first: 7) { edges { node { taskId } } } } } } }", {}),
+    ('query($id: ID!) { session(id: $id) { title user { id } turns(first: 4) { nodes { events(last: 5) { nodes { seq } } } } } }', None),
+    ("query($n: Int) { sessions(first: $n) { ...S } } fragment S on SessionConnection { nodes { events(first: 2) { nodes { seq } } } }", {"n": 3}),
+    ("{ viewer { userId } }", {}),
+]
+
+
+@needs_node
+async def test_the_gateways_demand_control_counts_what_the_server_counts(engine, org, gateway):
+    gateway_url, sessiongraph_url, key = gateway
+    session = await store(engine, org.alice, title="Trip", turns=[turn_("t1", 1)])
+
+    def costs(query: str, variables: dict) -> tuple:
+        direct = httpx.post(sessiongraph_url, json={"query": query, "variables": variables}, headers={"X-API-Key": key}, timeout=30).json()
+        through = httpx.post(gateway_url, json={"query": query, "variables": variables}, headers={"X-API-Key": key}, timeout=30).json()
+        assert through.get("errors") is None and through["data"] == direct["data"], (direct, through)
+        return direct["extensions"]["cost"]["requestedQueryCost"], through["extensions"]["cost"]["estimated"]
+
+    for query, variables in AGREEING:
+        server, gateway_estimate = costs(query, {"id": str(session)} if variables is None else variables)
+        assert gateway_estimate == server, query
+    assert costs(AGREEING[0][0], {})[0] == 5 + 5 * 3 + 5 * 3 * 4  # not agreeing on nothing
+
+    # Where they part, by what the spec and Hive say: without first/last Hive takes a page as 1
+    # (it reads assumedSize only on a field without slicing arguments)...
+    server, estimate = costs("{ sessions { nodes { turns { nodes { taskId } } } } }", {})
+    assert (server, estimate) == (20 + 20 * 10, 1 + 1)
+    # ...a page nobody lists (totalCount, pageInfo) weighs nothing, the server counts its page...
+    assert costs("{ sessions(first: 5) { totalCount } }", {}) == (5, 0)
+    # ...nodes and edges together are two lists to the spec, one page to the server...
+    assert costs("{ sessions(first: 5) { nodes { title } edges { node { title } } } }", {}) == (5, 10)
+    # ...and `node` returns an interface, which @cost cannot weigh: the spec's default, 1.
+    assert costs('{ node(id: "%s") { id } }' % to_global_id("Session", session), {}) == (0, 1)
+
+    # Over the server's node limit: the gateway refuses before sessiongraph is asked.
+    huge = "{ sessions(first: 100) { nodes { turns(first: 100) { nodes { events(first: 100) { nodes { seq } } } } } } }"
+    through = httpx.post(gateway_url, json={"query": huge}, headers={"X-API-Key": key}, timeout=30).json()
+    assert through["errors"][0]["extensions"]["code"] == "COST_ESTIMATED_TOO_EXPENSIVE"
+    assert through["errors"][0]["extensions"]["cost"]["estimated"] == 100 + 100**2 + 100**3
+    direct = httpx.post(sessiongraph_url, json={"query": huge}, headers={"X-API-Key": key}, timeout=30).json()
+    assert direct["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"

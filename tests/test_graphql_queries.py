@@ -273,3 +273,33 @@ async def test_document_runs_on_the_demo_data(demo, name):
 
 async def test_the_demo_records_terminal_and_red_team_sessions(demo):
     await run_demo_kinds(demo)
+
+
+@pytest.mark.parametrize(
+    "name, external_id, links",
+    [
+        ("SessionWithTurns.graphql", "chat-1", {"csvDownload": "text/csv", "jsonDownload": "application/json", "jsonlDownload": "application/x-ndjson"}),
+        ("TerminalSession.graphql", "gateway-tty-1", {"castDownload": "application/x-asciicast", "textDownload": "text/plain",
+                                                      "csvDownload": "text/csv", "jsonlDownload": "application/x-ndjson"}),
+        ("RedTeamSession.graphql", "runner-nightly", {"csvDownload": "text/csv", "jsonlDownload": "application/x-ndjson"}),
+    ],
+)
+async def test_session_pages_give_the_download_links_a_frontend_shows(demo, name, external_id, links):
+    """With `withDownloads`, a session page carries its download menu's links (export.graphql);
+    without, none is made. Each link downloads its file without an API key."""
+    from sessiongraph.downloads import signing
+    from sessiongraph.gate.auth import create_key
+    from tests.live_server import app_client
+
+    signing.forget_secrets()  # each test empties the tables, the deployment's secret included
+    key_id, _ = await create_key(demo, DEMO_ORG, ALICE, "ADMIN")
+    admin = Viewer(ALICE, DEMO_ORG, "ADMIN", "USER", key_id)
+    session_id = await global_id(demo, external_id)
+    plain = (await run(demo, name, {"id": session_id}, admin))["session"]
+    assert not set(links) & set(plain)
+    page = (await run(demo, name, {"id": session_id, "withDownloads": True}, admin))["session"]
+    async with app_client(demo) as client:
+        for alias, media_type in links.items():
+            response = await client.get(page[alias]["url"])
+            assert response.status_code == 200 and response.headers["content-type"].startswith(media_type), alias
+            assert response.content, alias

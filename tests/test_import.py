@@ -18,6 +18,7 @@ from sqlalchemy.dialects import sqlite
 from sessiongraph.ingest import importer
 from sessiongraph.ingest.importer import _plain_event, import_lines, parse_event
 from sessiongraph.models import Event, Session, Turn, User
+from sessiongraph.models import fields as declared_fields
 from sessiongraph.models.recording import append_events, store_session
 from sessiongraph.models.types import UTCDateTime
 from sessiongraph.resolvers.context import Viewer
@@ -168,7 +169,7 @@ def without(obj: dict, key: str) -> dict:
         (line(new_session(turns=[without(turn("t1", 1), "created_at")])), "`created_at` is required"),
         (line(new_session(turns=[turn("t1", 1, without(event("LLM_OUTPUT", "x"), "type"))])), "`type` is required"),
         (line(new_session(events=[without(event("OUTPUT", "x"), "timestamp")])), "`timestamp` is required"),
-        (line(new_session(events=[event("OUTPUT", "x", message_b64="eA==")])), "at most one of `message` and `message_b64`"),
+        (line(new_session(events=[event("OUTPUT", "x", message_b64="eA==")])), "An event has both a message and a base64 message"),
         (line(new_session(events=[{"type": "OUTPUT", "message_b64": "%%%", "timestamp": "2025-10-28T06:00:00Z"}])), "not base64"),
         (line(new_session(events=[{"type": "OUTPUT", "message_b64": "é", "timestamp": "2025-10-28T06:00:00Z"}])), "not base64"),
         (line(new_session(events=[event("OUTPUT", "x"), ["not", "an", "object"]])), "events[1]: an event must be an object"),
@@ -303,11 +304,11 @@ async def test_a_session_id_of_another_owner_is_rejected(engine):
         (new_session(events=[event("OUTPUT", "x", agent_id="a" * 300)]), "`agent_id`"),
         (new_session(token_budget=2**40), "`token_budget`"),
         (new_session(turns=[turn("t1", 1, tokens_used=2**40)]), "`tokens_used`"),
-        (new_session(turns=[turn("t1", 1, user_query="a\u0000b")]), "`user_query`: The user query contains U+0000 (NUL)"),
-        (new_session(metadata={"k": "a\u0000"}), "`metadata`: The metadata contains U+0000 (NUL)"),
-        (new_session(events=[event("OUTPUT", "x", payload={"a\u0000": 1})]), "`payload`: The payload contains U+0000 (NUL)"),
-        (new_session(events=[event("OUTPUT", "a\u0000b")]), "`message`: The message contains U+0000 (NUL)"),
-        (new_session(turns=[turn("t1", 1, event("OUTPUT", "x", dedup_key="k\u0000"))]), "`dedup_key`: The dedup key contains U+0000 (NUL)"),
+        (new_session(turns=[turn("t1", 1, user_query="a\u0000b")]), "`user_query`: The user query holds the character U+0000 (NUL)"),
+        (new_session(metadata={"k": "a\u0000"}), "`metadata`: The metadata holds the character U+0000 (NUL)"),
+        (new_session(events=[event("OUTPUT", "x", payload={"a\u0000": 1})]), "`payload`: The payload holds the character U+0000 (NUL)"),
+        (new_session(events=[event("OUTPUT", "a\u0000b")]), "`message`: The message holds the character U+0000 (NUL)"),
+        (new_session(turns=[turn("t1", 1, event("OUTPUT", "x", dedup_key="k\u0000"))]), "`dedup_key`: The dedup key holds the character U+0000 (NUL)"),
         (new_session(events=[event("OUTPUT", "x", dedup_key="k" * 300)]), "`dedup_key`"),
     ],
 )
@@ -576,3 +577,29 @@ def test_import_memory_does_not_grow_with_the_file():
     # Reading the whole file at once would cost at least its 40 MB (and its parsed form more).
     assert large_kb - small_kb < 15_000, (small_kb, large_kb)
     print(json.dumps({"peak_rss_kb": {"100 lines": small_kb, "1000 lines": large_kb}}))
+
+
+def _line_with(type_name: str, key: str, value) -> bytes:
+    if type_name == "Session":
+        return line(new_session(**{key: value}))
+    if type_name == "Turn":
+        return line(new_session(turns=[{**turn("t1", 1), key: value}]))
+    return line(new_session(events=[{**event("OUTPUT", "x"), key: value}]))
+
+
+IMPORTABLE = [(t, f.name) for t in ("Session", "Turn", "Event") for f in declared_fields.imported(t)]
+
+
+@pytest.mark.parametrize(("type_name", "key"), IMPORTABLE)
+async def test_every_field_declared_importable_is_read_and_checked(engine, type_name, key):
+    """The import format's keys are the declared fields' (models/fields.py): a line giving any
+    of them a value of the wrong kind is rejected, naming the key; a field declared
+    importable that the importer ignored would be stored as its default instead."""
+    wrong = "not a number" if key in ("token_budget", "tokens_used", "duration_ms", "cost_usd") else {"not": ["a", "scalar"]}
+    if key in ("metadata", "payload"):
+        wrong = "\x00"  # JSON, where a string holding NUL is what no database stores alike
+    if key == "red_team_settings":
+        wrong = [1, 2]
+    report, errors = await import_bytes(engine, _line_with(type_name, key, wrong))
+    assert report.rejected == 1, errors
+    assert f"`{key}`" in errors, errors

@@ -72,8 +72,8 @@ async def test_deep_json_and_nul_are_refused_by_the_mutation_and_the_importer_wi
     # The importer checks a whole JSON value where the mutation checks a field of it: the
     # rule's words after the value's name are the same.
     assert errors.startswith(f"line 1: rejected: {import_where}: The "), errors
-    said = rule[rule.index("contains U+0000") if "U+0000" in rule else rule.index("nests"):]
-    assert errors.endswith(f"{said}\n"), (rule, errors)
+    said = "holds the character U+0000 (NUL)" if "U+0000" in rule else rule[rule.index("nests"):]
+    assert said in rule and said in errors, (rule, errors)
     assert [await stored_count(engine, table) for table in (Session, Turn, Event)] == before
 
 

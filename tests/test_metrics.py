@@ -13,6 +13,7 @@ import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import POSTGRES_URL, fresh_database
 from tests.live_server import free_port, live_server
 
 VIEWER = "query Viewer { viewer { userId } }"
@@ -104,15 +105,17 @@ async def test_metrics_count_the_traffic_they_saw(sqlite_url):
     assert value(scraped, "sessiongraph_db_connections_open") >= 1
 
 
-async def test_metrics_under_workers_add_up_both_workers(sqlite_url):
+@pytest.mark.skipif(not POSTGRES_URL, reason="several workers need PostgreSQL (SQLite is refused them) and SESSIONGRAPH_TEST_POSTGRES_URL is not set")
+async def test_metrics_under_workers_add_up_both_workers():
     metrics_port = free_port()
-    with live_server(sqlite_url, "--demo", "--workers", "2", "--metrics-port", str(metrics_port), start_timeout=60) as server:
-        key = demo_key(server.log())
-        # A new connection per request: the kernel hands them to either worker.
-        for _ in range(20):
-            response = httpx.post(server.url, json={"query": VIEWER}, headers={"X-API-Key": key}, timeout=20)
-            assert response.json().get("errors") is None
-        scraped = samples(httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text)
+    async with fresh_database("postgresql") as url:
+        with live_server(url, "--demo", "--workers", "2", "--metrics-port", str(metrics_port), start_timeout=60) as server:
+            key = demo_key(server.log())
+            # A new connection per request: the kernel hands them to either worker.
+            for _ in range(20):
+                response = httpx.post(server.url, json={"query": VIEWER}, headers={"X-API-Key": key}, timeout=20)
+                assert response.json().get("errors") is None
+            scraped = samples(httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text)
     assert value(scraped, "sessiongraph_operations_total", name="Viewer", type="query", outcome="ok") == 20
     assert value(scraped, "sessiongraph_operation_seconds_count", name="Viewer", type="query") == 20
     # Each worker keeps a pool of 20: the gauge is the sum over the live workers.

@@ -26,7 +26,7 @@ from sessiongraph.schema import SDL_PATH, schema
 REPO = Path(__file__).resolve().parent.parent
 CONTRACT = REPO.parent / "shared" / "contract" / "schema.graphql"
 # The contract's files built so far, each extending schema.graphql's types.
-CONTRACT_FILES = [CONTRACT, CONTRACT.parent / "kinds.graphql"]
+CONTRACT_FILES = [CONTRACT, CONTRACT.parent / "kinds.graphql", CONTRACT.parent / "export.graphql"]
 
 
 def contract_sdl() -> str:

@@ -161,3 +161,29 @@ async def test_a_page_of_red_teaming_chats_costs_the_same_whatever_its_size(engi
     if count:
         assert {chat["turns"]["totalCount"] for chat in chats} == {rounds}
     assert spent == statements
+
+
+LIST_COLUMNS = [
+    # (document, what the page's statement must read, what it need not)
+    ("{ sessions(first: 5) { nodes { title } } }", {"title"}, {"metadata", "terminal_input", "verb"}),
+    ("{ sessions(first: 5) { nodes { title terminal { verb resource { name } } } } }",
+     {"title", "kind", "verb", "resource_name"}, {"metadata", "red_team_settings"}),
+    ("{ sessions(first: 5, orderBy: {field: TOKENS_USED}) { edges { cursor node { id } } } }",
+     {"tokens_used"}, {"title", "metadata"}),
+]
+
+
+@pytest.mark.parametrize(("document", "read", "unread"), LIST_COLUMNS)
+async def test_a_session_list_fetches_only_the_columns_its_document_reads(
+    request, engine, org, sessions, document, read, unread
+):
+    """Under the planner the list's statement selects what the document's fields read (a page
+    of 100 sessions reading their titles fetched all 48 columns); without it, all of them."""
+    with count_statements(engine) as counter:
+        data = await ok(engine, org.alice, document, {})
+    assert len((data["sessions"].get("nodes") or data["sessions"]["edges"])) == SESSIONS
+    page = next(s for s in counter.statements if "FROM sessions" in s and "ORDER BY" in s)
+    selected = page.split(" FROM ")[0]
+    assert all(f".{column}" in selected or f" {column}" in selected for column in read), selected
+    planned = "resolvers" not in request.node.callspec.id
+    assert planned == (not any(f".{column}" in selected for column in unread)), selected

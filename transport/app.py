@@ -1,10 +1,12 @@
 """The ASGI application: /graphql (HTTP and WebSocket), GraphiQL's assets under
-/graphiql/static/, /healthz, /readyz."""
+/graphiql/static/, /healthz, /readyz, download links under /downloads/, /v1/traces (OTLP
+ingest)."""
 
 import asyncio
 import contextlib
 import logging
 import signal
+from dataclasses import replace
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -12,9 +14,13 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
 from sessiongraph.config import Settings
+from sessiongraph.downloads.export import current_scope
+from sessiongraph.transport.downloads import download_endpoint
 from sessiongraph.transport.http import GraphQLEndpoint
+from sessiongraph.transport.otlp import TracesEndpoint
 from sessiongraph.models import create_engine
-from sessiongraph.gate.operation import Gate
+from sessiongraph.models.database import busy_timeout_within
+from sessiongraph.gate.operation import RETRY_HEADERS, Gate
 from sessiongraph.gate.persisted import PersistedDocuments, load_manifest
 from sessiongraph.live.broker import broker_for
 from sessiongraph.observability.watch import Watch
@@ -24,6 +30,7 @@ from sessiongraph.transport.websocket import GraphQLWebSocket, SocketLimits
 
 
 TRACE_HEADERS = (b"traceparent", b"tracestate")
+READY_PROBE_SECONDS = 1.0  # /readyz answers 503 when the database has not answered SELECT 1 by then
 
 
 class App(Starlette):
@@ -47,6 +54,7 @@ class App(Starlette):
             await self.route(scope, receive, send)
 
     async def route(self, scope, receive, send) -> None:
+        current_scope.set(scope)  # where download links point (downloads/export.py)
         if scope["type"] == "http" and scope["path"] == "/graphql" and not scope.get("root_path"):
             scope["app"] = self
             await self.graphql(scope, receive, send)
@@ -56,19 +64,26 @@ class App(Starlette):
 
 def create_app(settings: Settings | None = None, engine=None, socket_limits: SocketLimits | None = None) -> Starlette:
     settings = settings or Settings.from_env()
-    engine = engine or create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = engine or create_engine(
+        settings.database_url, busy_timeout_within(settings.request_timeout), pool_size=settings.db_pool_size
+    )
 
     async def healthz(request):
         return PlainTextResponse("ok")
 
     async def readyz(request):
+        # Bounded: a database that does not answer (stopped, frozen, unreachable) is not ready
+        # within READY_PROBE_SECONDS; the probe's connection is then cut, not waited for.
         try:
-            async with engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        except Exception:  # any failure to reach the database means: not ready
-            logging.getLogger("sessiongraph").warning("database not answering", exc_info=True)
-            return PlainTextResponse("database unavailable", status_code=503)
+            await gate_probe.bounded(probe)
+        except Exception as error:  # any failure to reach the database means: not ready
+            logging.getLogger("sessiongraph").warning("database not answering: %s", error)
+            return PlainTextResponse("database unavailable", status_code=503, headers=RETRY_HEADERS)
         return PlainTextResponse("ok")
+
+    async def probe():
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     def stopping(signum: int) -> None:
         logging.getLogger("sessiongraph").info(
@@ -94,6 +109,8 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
             engine, metrics=settings.metrics, tracing=settings.tracing, pool_size=settings.db_pool_size, trusted_documents=manifest.values()
         )
     gate = Gate(schema, engine, settings, persisted, watch)
+    # /readyz's own deadline: far shorter than a request's.
+    gate_probe = Gate(schema, engine, replace(settings, request_timeout=READY_PROBE_SECONDS), persisted)
     graphql = GraphQLEndpoint(gate)
     websockets = ClosableWebSockets(GraphQLWebSocket(gate, socket_limits))
     app = App(
@@ -105,6 +122,8 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
             Route("/graphiql/static/{name}", graphql.explorer, methods=["GET", "HEAD"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/downloads/{token}", download_endpoint(engine), methods=["GET"]),
+            Route("/v1/traces", TracesEndpoint(gate), methods=None),  # OpenTelemetry ingest
         ],
         lifespan=lifespan,
     )

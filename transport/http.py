@@ -15,7 +15,7 @@ from strawberry.types.graphql import OperationType
 
 from sessiongraph.explorer import Explorer
 from sessiongraph.gate.auth import key_from_headers
-from sessiongraph.gate.operation import Gate, Refused, decode, error_body, is_request_error, new_request_id
+from sessiongraph.gate.operation import Gate, Refused, decode, error_body, has_unavailable, is_request_error, new_request_id, RETRY_HEADERS
 from sessiongraph.schema.errors import INTERNAL_MESSAGE, current_request_id
 
 log = logging.getLogger("sessiongraph.transport.http")
@@ -171,6 +171,13 @@ class GraphQLEndpoint:
         if media_type is None:
             message = f"This server answers with {GRAPHQL_RESPONSE} or {JSON}."
             return self.respond(error_body(message, "BAD_REQUEST"), JSON, 406)
+        # The key lookup and the operation, under one deadline (the gate's).
+        try:
+            return await self.gate.bounded(lambda: self.answer(request, receive, headers, method, media_type))
+        except Refused as e:
+            return self.respond(error_body(str(e), e.code), media_type, e.status or 200, e.headers)
+
+    async def answer(self, request: Request | None, receive, headers: dict, method: str, media_type: str) -> JSONResponse:
         gate = self.gate
         viewer = await gate.caller(key_from_headers(headers))
         if viewer is None:
@@ -186,7 +193,9 @@ class GraphQLEndpoint:
             return self.respond(error_body(str(e), e.code), media_type, e.status or request_error_status, e.headers)
 
         body: dict = {}
-        status = 200
+        status, headers = 200, None
+        if has_unavailable(result):  # what ran is in the body; the status says: try again
+            status, headers = 503, RETRY_HEADERS
         if result.errors:
             body["errors"] = [error.formatted for error in result.errors]
         if is_request_error(result):
@@ -195,4 +204,4 @@ class GraphQLEndpoint:
             body["data"] = result.data
         if result.extensions:
             body["extensions"] = result.extensions
-        return self.respond(body, media_type, status)
+        return self.respond(body, media_type, status, headers)

@@ -6,6 +6,8 @@ refuses comes back as an `error` message with the code HTTP would give.
   `X-API-Key` / `Authorization: Bearer`, which is what GraphiQL sends from its Headers tab)
   or in the upgrade request's headers; a bad or missing key closes the socket with 4401;
 - no connection_init in time: 4408 (Strawberry's timer);
+- the key cannot be looked up, the database not answering (SERVICE_UNAVAILABLE) or not
+  within the request timeout (TIMEOUT): 4503, the reason naming the code; connect again;
 - a message is held to the body limit (`--max-body-bytes`), measured before it is decoded,
   and decoded as strictly as a body; one refused names its operation when its `id` can be
   read (else the socket is closed with 4400, as for any message that is not one);
@@ -46,6 +48,10 @@ EXECUTED = frozenset({OperationType.QUERY, OperationType.MUTATION})
 # The id of a message too large to decode, read off its start: clients write `id` before the
 # payload (graphql-ws writes {id, type, payload}).
 LEADING_ID = re.compile(r'\s*\{\s*(?:"type"\s*:\s*"subscribe"\s*,\s*)?"id"\s*:\s*"([^"\\]{1,128})"')
+
+
+# connection_init while the database cannot answer: as HTTP's 503, retryable.
+UNAVAILABLE_CLOSE_CODE = 4503
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,12 @@ class TransportHandler(BaseGraphQLTransportWSHandler):
             if self.connection_init_timeout_task:
                 self.connection_init_timeout_task.cancel()
             key = key_from_payload(payload) or key_from_headers(self.context.headers)
-            viewer = await self.view.gate.caller(key)
+            gate = self.view.gate
+            try:
+                viewer = await gate.bounded(lambda: gate.caller(key))
+            except Refused as refused:  # SERVICE_UNAVAILABLE or TIMEOUT: the key could not be looked up
+                await self.websocket.close(code=UNAVAILABLE_CLOSE_CODE, reason=f"{refused.code}: try again shortly")
+                return
             if viewer is None:
                 await self.websocket.close(code=4401, reason="Unauthorized")
                 return

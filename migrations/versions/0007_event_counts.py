@@ -1,7 +1,7 @@
 """events counted per session and type and per turn and type
 
 Revision ID: 0007
-Revises: 0003 (while this branch is apart; the lead re-chains it on merge)
+Revises: 0004 (main's newest when merged in; the lead re-chains it after any later one)
 
 `totalCount` of a session's or a turn's events sums these rows (one a type) instead of
 counting the events: the writer (models/recording.py) keeps them in the transaction that
@@ -13,7 +13,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = '0007'
-down_revision = '0003'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

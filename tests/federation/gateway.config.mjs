@@ -1,4 +1,6 @@
-// Hive Gateway's configuration for the gateway test: the caller's key goes to every subgraph.
+// Hive Gateway's configuration for the gateway test: the caller's key goes to every subgraph,
+// and demand control reads the subgraphs' @cost and @listSize (reporting its estimate in
+// `extensions.cost.estimated`; refusing over the server's own node limit, Limits.max_nodes).
 import { defineConfig } from "@graphql-hive/gateway";
 
 export const gatewayConfig = defineConfig({
@@ -11,6 +13,10 @@ export const gatewayConfig = defineConfig({
       }
       return headers;
     },
+  },
+  demandControl: {
+    includeExtensionMetadata: true,
+    maxCost: 50000,
   },
   logging: "warn",
 });
