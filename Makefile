@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/downloads.py
 	$(BIN)/python bench/otlp.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/limits.py
 
 bench-compare: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt

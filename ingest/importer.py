@@ -74,16 +74,14 @@ def _get(obj: dict, key: str, kind, where: str, required: bool = False):
         return None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise LineError(f"{where}: `{key}` must be {getattr(kind, '__name__', kind)}")
-    if kind is str and "\x00" in value:  # PostgreSQL text cannot hold NUL
-        raise LineError(f"{where}: `{key}` contains a NUL character")
+    if kind is str and "\x00" in value:  # the rule of every stored text (PostgreSQL's cannot hold NUL)
+        _rule(where, key, rules.check_no_nul, value, key.replace("_", " "))
     return value
 
 
 def _json(obj: dict, key: str, where: str):
-    value = obj.get(key)
-    if value is not None and b"\\u0000" in orjson.dumps(value):  # nor can its JSON
-        raise LineError(f"{where}: `{key}` contains a NUL character")
-    return value
+    """A JSON value of the line: the rule of every stored JSON value (depth, no NUL)."""
+    return _rule(where, key, rules.check_json, obj.get(key), key.replace("_", " "))
 
 
 def _uuid(obj: dict, key: str, where: str, required: bool = False) -> uuid.UUID | None:
@@ -233,10 +231,19 @@ def _plain_event(obj) -> NewEvent:
     else:
         raise _NotPlain
     payload = get("payload")
-    if (content is not None and len(content) > MAX_CONTENT_BYTES) or (
-        payload is not None and len(_dumps(payload)) > MAX_PAYLOAD_BYTES
-    ):
+    if content is not None and len(content) > MAX_CONTENT_BYTES:
         raise _NotPlain
+    if payload is not None:
+        try:
+            dumped = _dumps(payload)
+        except TypeError:  # not JSON, or nested past what orjson writes
+            raise _NotPlain from None
+        # Nested no deeper than it has brackets, each level two bytes at least: one that
+        # could pass the depth rule's limit is left to `parse_event`'s rules.
+        if len(dumped) > MAX_PAYLOAD_BYTES or (
+            len(dumped) > 2 * MAX_JSON_DEPTH and dumped.count(b"[") + dumped.count(b"{") > MAX_JSON_DEPTH
+        ):
+            raise _NotPlain
     stamp = get("timestamp")
     try:
         timestamp = _fromisoformat(stamp)
@@ -258,7 +265,7 @@ _NOT_PLAIN_KEYS = frozenset(f.name for f in declared.imported("Event")) - _PLAIN
 _fromisoformat = datetime.fromisoformat
 _dumps = orjson.dumps
 is_event_type, is_name = rules.is_event_type, rules.is_name
-MAX_CONTENT_BYTES, MAX_PAYLOAD_BYTES = rules.MAX_CONTENT_BYTES, rules.MAX_PAYLOAD_BYTES
+MAX_CONTENT_BYTES, MAX_PAYLOAD_BYTES, MAX_JSON_DEPTH = rules.MAX_CONTENT_BYTES, rules.MAX_PAYLOAD_BYTES, rules.MAX_JSON_DEPTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,11 +310,13 @@ def parse_session(line: bytes) -> NewSession:
         values["external_id"] = values["runner_id"]
     session = _Kind(values["kind"], tuple(values.get("endpoints") or ()), values.get("red_team_settings"))
     turns = _get(obj, "turns", list, where) or []
-    return NewSession(
+    new = NewSession(
         **_present(values),
         turns=[parse_turn(t, f"turns[{i}]", clean, session) for i, t in enumerate(turns)],
         events=_events(obj, where, clean),
     )
+    _rule(where, "turns", rules.check_session_tokens, 0, sum(t.tokens_used for t in new.turns))
+    return new
 
 
 def _kind_columns(obj: dict, where: str, values: dict) -> dict:
@@ -373,6 +382,9 @@ async def import_lines(
                 except LineError as e:
                     importer.reject(number, str(e))
                     continue
+                except Exception as e:  # noqa: BLE001 -- whatever fails reading one line costs that line only
+                    importer.reject(number, f"could not be read ({_failure(e)})")
+                    continue
                 size += len(line)
                 if len(batch) >= batch_lines or size >= BATCH_BYTES:
                     await importer.store(batch)
@@ -437,7 +449,7 @@ class _Importer:
         self.progress(batch[-1][0])
 
     async def store_new(self, news: list[NewSession]):
-        from sqlalchemy.exc import DBAPIError, IntegrityError
+        from sqlalchemy.exc import DBAPIError
 
         from sessiongraph.models.recording import store_new_sessions
 
@@ -445,7 +457,7 @@ class _Importer:
         try:
             async with connection.begin():
                 return await store_new_sessions(connection, news)
-        except (IntegrityError, DBAPIError) as e:
+        except Exception as e:  # noqa: BLE001 -- the lines are stored one by one: each failure costs only its line
             if isinstance(e, DBAPIError) and e.connection_invalidated:
                 raise
             return None
@@ -454,7 +466,7 @@ class _Importer:
         # SQLAlchemy only now: a line that is not the simple case (few are, in most imports).
         from sqlalchemy.exc import DBAPIError, IntegrityError
 
-        from sessiongraph.models.recording import OrganisationConflict, OwnerConflict, SessionEnded, store_session
+        from sessiongraph.models.recording import OrganisationConflict, OwnerConflict, SessionEnded, TokensOver, store_session
 
         connection = await self._connection()
         try:
@@ -466,12 +478,16 @@ class _Importer:
             self.reject(number, f"session {new.session_id} belongs to another owner")
         except SessionEnded:
             self.reject(number, f"session: `turns`: {rules.ENDED}")
+        except TokensOver:
+            self.reject(number, f"session: `turns`: {rules.TOKENS_OVER}")
         except IntegrityError as e:
             self.reject(number, f"conflicts with stored data ({e.orig.__class__.__name__})")
         except DBAPIError as e:
             if e.connection_invalidated:  # the database is gone: stop, rather than reject every line
                 raise
             self.reject(number, f"the database refused it: {str(e.orig).splitlines()[0]}")
+        except Exception as e:  # noqa: BLE001 -- rolled back; one line's failure ends nothing else
+            self.reject(number, f"could not be stored ({_failure(e)})")
         else:
             self.count(stored)
 
@@ -490,6 +506,12 @@ class _Importer:
 
     def reject(self, number: int, reason: str) -> None:
         _reject(self.report, self.errors, number, reason)
+
+
+def _failure(error: Exception) -> str:
+    """An unexpected failure, in one line: its kind and the first line of its message."""
+    text = str(error).strip().splitlines()
+    return f"{error.__class__.__name__}: {text[0]}" if text else error.__class__.__name__
 
 
 def _reject(report: ImportReport, errors: IO[str], number: int, reason: str) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from strawberry.dataloader import DataLoader
 
 from sessiongraph.models import Event, Session, Turn
+from sessiongraph.models.tables import SessionEventCount, TurnEventCount
 from sessiongraph.models.fields import EVENT_SESSION_COLUMNS
 from sessiongraph.models.search_text import FOLDED_COLUMNS
 from sessiongraph.models.types import JSONIds
@@ -59,13 +60,14 @@ class EventFilter:
         """From a field's arguments `types` and `includePartial`."""
         return cls(None if types is None else tuple(types), bool(include_partial))
 
-    def condition(self):
-        """The filter in SQL; None: every event."""
+    def condition(self, type_column=Event.type):
+        """The filter in SQL, on `type_column` (an event's type, or a kept count's); None:
+        every event."""
         if self.types is not None:
             # No stored type holds U+0000; PostgreSQL would refuse to compare with one.
-            return Event.type.in_([t for t in self.types if "\x00" not in t])
+            return type_column.in_([t for t in self.types if "\x00" not in t])
         if not self.include_partial:
-            return Event.type != "LLM_PARTIAL"
+            return type_column != "LLM_PARTIAL"
         return None
 
     def matches(self, event_type: str) -> bool:
@@ -166,12 +168,19 @@ class Loaders:
         return await self._pages(keys, TURN_COLUMNS, Turn.session_id, Turn.position)
 
     async def _session_event_pages(self, keys: list[PageKey]) -> list[list]:
-        return await self._pages(keys, EVENT_COLUMNS, Event.session_id, Event.seq, EVENTS_WITH_SESSION)
+        return await self._pages(
+            keys, EVENT_COLUMNS, Event.session_id, Event.seq, EVENTS_WITH_SESSION, (SessionEventCount.session_id, "session_event_count")
+        )
 
     async def _turn_event_pages(self, keys: list[PageKey]) -> list[list]:
-        return await self._pages(keys, EVENT_COLUMNS, Event.turn_id, Event.seq, EVENTS_WITH_SESSION)
+        return await self._pages(
+            keys, EVENT_COLUMNS, Event.turn_id, Event.seq, EVENTS_WITH_SESSION, (TurnEventCount.turn_id, "turn_event_count")
+        )
 
-    async def _pages(self, keys, all_columns, parent, key, select_from=None) -> list[list]:
+    async def _pages(self, keys, all_columns, parent, key, select_from=None, kept=None) -> list[list]:
+        """`kept`: (the kept counts' parent column, the count loader): the page of a single
+        parent brings its count along (`_with_kept_count`), which that loader is primed
+        with, so that `totalCount` costs no statement of its own."""
         groups: dict[tuple, list[PageKey]] = defaultdict(list)
         for k in keys:
             groups[k.batch].append(k)
@@ -179,7 +188,13 @@ class Loaders:
         for group in groups.values():
             columns, joined = _chosen_columns(all_columns, group[0].columns, select_from, parent.key)
             dialect = self.context.engine.dialect.name
-            rows = await self.context.rows(*page_statement(group, columns, parent, key, joined, dialect))
+            statement, parameters = page_statement(group, columns, parent, key, joined, dialect)
+            counted = kept is not None and len(group) == 1 and group[0].events is not None
+            if counted:
+                statement = _with_kept_count(statement, kept[0], group[0].events)
+            rows = await self.context.rows(statement, parameters)
+            if counted and rows:
+                getattr(self, kept[1]).prime((group[0].parent, group[0].events), int(rows[0].kept_count))
             by_parent = defaultdict(list)
             # By position, the fastest way into a row; the windowed statement keeps the order.
             parent_of = itemgetter([c.name for c in columns].index(parent.key))
@@ -227,26 +242,28 @@ class Loaders:
         return [found.get((k.statement, k.parameters, k.owner), []) for k in keys]
 
     async def _session_event_counts(self, keys: list[tuple]) -> list[int]:
-        return await self._event_counts(keys, Event.session_id)
+        return await self._event_counts(keys, SessionEventCount.session_id, SessionEventCount)
 
     async def _turn_event_counts(self, keys: list[tuple]) -> list[int]:
-        return await self._event_counts(keys, Event.turn_id)
+        return await self._event_counts(keys, TurnEventCount.turn_id, TurnEventCount)
 
-    async def _event_counts(self, keys: list[tuple[Hashable, EventFilter]], parent) -> list[int]:
+    async def _event_counts(self, keys: list[tuple[Hashable, EventFilter]], parent, kept) -> list[int]:
+        """How many events each parent has that its filter keeps: the sum of the counts the
+        writer keeps per (parent, type), a row a type, never a count of the events."""
         groups = defaultdict(list)
         for parent_id, events in keys:
             groups[events].append(parent_id)
         counts = {}
         for events, parents in groups.items():
             statement = (
-                select(parent, func.count())
+                select(parent, func.sum(kept.count))
                 .where(parent.in_(parents))
                 .group_by(parent)
             )
-            if (condition := events.condition()) is not None:
+            if (condition := events.condition(kept.type)) is not None:
                 statement = statement.where(condition)
             for parent_id, count in await self.context.rows(statement):
-                counts[parent_id, events] = count
+                counts[parent_id, events] = int(count)
         return [counts.get(k, 0) for k in keys]
 
 
@@ -315,6 +332,18 @@ def _page_statement(columns, parent, key, select_from, batch: tuple, single: boo
         .where(inner.c.page_row <= limit + 1)
         .order_by(inner.c[parent.name], inner.c.page_row)
     )
+
+
+@lru_cache(maxsize=256)
+def _with_kept_count(statement, kept_parent, events: EventFilter):
+    """A single parent's page statement with the count of that parent's events its filter
+    keeps, from the kept counts (a sum of a row a type), as the column `kept_count`: one
+    round trip for the page and its `totalCount`."""
+    kept = kept_parent.table.c
+    total = select(func.coalesce(func.sum(kept.count), 0)).where(kept_parent == bindparam("parent"))
+    if (condition := events.condition(kept.type)) is not None:
+        total = total.where(condition)
+    return statement.add_columns(total.scalar_subquery().label("kept_count"))
 
 
 # -- chats: the turns of a (session, endpoint) pair ------------------------------------------

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from typing import TYPE_CHECKING
 
 import orjson
@@ -21,11 +22,42 @@ def database_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get("SESSIONGRAPH_DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
+# A stored JSON value nested deeper than this is read as its text (orjson.Fragment), which a
+# response embeds as it is: orjson writes at most 254 levels (the response's own included)
+# and Python's json about 1,000, so a value stored before the depth rule (resolvers/rules.py,
+# 64 levels) must never make a read fail, however deep it is.
+READ_AS_TEXT_DEPTH = 128
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
 def _json_loads(text: str | bytes):
+    if isinstance(text, bytes):
+        text = text.decode()
+    # A value has no more levels than opening brackets, each level two characters at least:
+    # only a long one with many brackets is measured.
+    if (
+        len(text) > 2 * READ_AS_TEXT_DEPTH
+        and text.count("[") + text.count("{") > READ_AS_TEXT_DEPTH
+        and json_text_depth(text) > READ_AS_TEXT_DEPTH
+    ):
+        return orjson.Fragment(text)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:  # integers beyond 64 bits, which orjson refuses
         return json.loads(text)
+
+
+def json_text_depth(text: str) -> int:
+    """How deep the JSON text nests objects and arrays, read without parsing it (brackets
+    inside strings do not count)."""
+    depth = deepest = 0
+    for bracket in re.findall(r"[\[\]{}]", _JSON_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def json_dumps(value) -> str:

@@ -9,7 +9,8 @@ import asyncio
 import contextlib
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from functools import lru_cache
 from itertools import chain
@@ -36,7 +37,7 @@ from sessiongraph.models.new_sessions import (
 from sessiongraph.models.database import json_dumps
 from sessiongraph.models.search import index_new_events
 from sessiongraph.models.search_text import fold
-from sessiongraph.models.tables import Event, Session, Turn, User
+from sessiongraph.models.tables import Event, Session, SessionEventCount, Turn, TurnEventCount, User
 from sessiongraph.observability.metrics import events_written
 
 
@@ -50,6 +51,16 @@ class OwnerConflict(Exception):
 
 class SessionEnded(Exception):
     """Turns or events for a DONE session."""
+
+
+class TokensOver(Exception):
+    """The session's tokens used would pass MAX_TOKENS; nothing of the write is kept (the
+    caller's transaction is rolled back by this exception)."""
+
+
+# A session's tokens used, the sum of its turns', is held to GraphQL's Int on every database
+# (SQLite's integers would take more, PostgreSQL's INTEGER not): resolvers/rules.MAX_TOKENS.
+MAX_TOKENS = 2**31 - 1
 
 
 # A write of turns or events makes a READY session OPEN.
@@ -167,6 +178,8 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
         }
     if events := rows.events:
         columns = {name: list(map(attrgetter(name), events)) for name in _EVENT_FIELDS}
+        event_turn_ids = rows.event_turn_ids(turn_ids)
+        await _count_events(connection, _runs_of_types(rows.runs, turn_ids, columns["type"]), new=True)
         bound = {}
         if connection.dialect.name == "sqlite":  # the text the importer has, where it has it
             to_text = _bind_processor(Event.__table__.c.timestamp.type, connection.dialect)
@@ -175,7 +188,7 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
             ]
         await _insert_many(connection, Event.__table__, {
             "session_id": rows.session_ids,
-            "turn_id": rows.event_turn_ids(turn_ids),
+            "turn_id": event_turn_ids,
             "seq": rows.seqs,
             "workflow_id": rows.workflow_ids,
             **columns,
@@ -281,17 +294,22 @@ async def add_turns(connection: AsyncConnection, session_id: uuid.UUID, turns: l
     """Adds turns (after the session's last) with their events; returns the events added."""
     if not turns:
         return 0
+    tokens = sum(t.tokens_used for t in turns)
+    if tokens > MAX_TOKENS:
+        raise TokensOver(f"{tokens} tokens")
     count = await connection.scalar(
         update(Session)
-        .where(Session.id == session_id)
+        .where(Session.id == session_id, Session.tokens_used <= MAX_TOKENS - tokens)
         .values(
             turn_count=Session.turn_count + len(turns),
-            tokens_used=Session.tokens_used + sum(t.tokens_used for t in turns),
+            tokens_used=Session.tokens_used + tokens,
             cost_usd_micros=Session.cost_usd_micros + turns_cost(turns),
             status=_OPENED,
         )
         .returning(Session.turn_count)
     )
+    if count is None:
+        raise TokensOver(f"session {session_id}")
     first_position = count - len(turns) + 1
     positions = range(first_position, first_position + len(turns))
     rows = [turn_row(session_id, position, t) for position, t in zip(positions, turns, strict=True)]
@@ -391,12 +409,63 @@ async def insert_event_runs(
         seqs,
     )
     await index_new_events(connection, Event.session_id == session_id, Event.seq.between(seqs[0], seqs[-1]))
+    await _count_events(connection, [(session_id, turn_id, [e.type for e in run_events]) for turn_id, _, run_events in runs])
     await _touch(connection, session_id, max(e.timestamp for e in events))
     if figures:
         for turn_id, _, run_events in runs:
             if turn_id is not None:
                 await _update_turn_figures(connection, turn_id, run_events)
     return ids
+
+
+def _runs_of_types(runs, turn_ids: dict, types: list[str]):
+    """(session id, turn id or None, the types of its events) for each run of a new batch's
+    events (models/new_sessions: the events of one session and turn are consecutive)."""
+    start = 0
+    for session_id, position, count in runs:
+        yield session_id, None if position is None else turn_ids[session_id, position], types[start:start + count]
+        start += count
+
+
+async def _count_events(
+    connection: AsyncConnection, runs: Iterable[tuple[uuid.UUID, int | None, list[str]]], new: bool = False
+) -> None:
+    """Adds events, given as runs of (session id, turn id or None, the events' types), to
+    the counts kept per session and type and per turn and type (models/tables.
+    SessionEventCount and TurnEventCount), in the caller's transaction: a row a (session or
+    turn, type), whatever the number of events. Every writer of events comes through here.
+    `new`: the sessions and turns are new, so none has a count yet: plain INSERTs, at the
+    importer's speed."""
+    by_session: Counter = Counter()
+    by_turn: Counter = Counter()
+    for session_id, turn_id, types in runs:
+        for kind, n in Counter(types).items():  # counted in C; a run's few types in Python
+            by_session[session_id, kind] += n
+            if turn_id is not None:
+                by_turn[turn_id, kind] += n
+    for table, parent, counts in (
+        (SessionEventCount.__table__, "session_id", by_session),
+        (TurnEventCount.__table__, "turn_id", by_turn),
+    ):
+        if not counts:
+            continue
+        if new:
+            keys = list(counts)
+            await _insert_many(connection, table, {
+                parent: [key for key, _ in keys], "type": [kind for _, kind in keys], "count": list(counts.values()),
+            })
+        else:
+            await connection.execute(
+                _count_upsert(table, parent, connection.dialect.name),
+                [{parent: key, "type": kind, "count": n} for (key, kind), n in counts.items()],
+            )
+
+
+@lru_cache(maxsize=4)
+def _count_upsert(table, parent: str, dialect: str):
+    """INSERT of counts that adds each to the stored one of its (parent, type), if any."""
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    return insert.on_conflict_do_update(index_elements=[parent, "type"], set_={"count": table.c.count + insert.excluded.count})
 
 
 async def _touch(connection: AsyncConnection, session_id: uuid.UUID, when: datetime, updated: bool = False) -> None:
@@ -526,12 +595,17 @@ async def end_turn(
         values["cost_usd_micros"] = cost_usd_micros
     await connection.execute(update(Turn).where(Turn.id == turn.id).values(values))
     session_values: dict = {}
+    guard = []
     if tokens_used is not None and tokens_used != turn.tokens_used:
-        session_values["tokens_used"] = Session.tokens_used + (tokens_used - turn.tokens_used)
+        change = tokens_used - turn.tokens_used
+        session_values["tokens_used"] = Session.tokens_used + change
+        guard.append(Session.tokens_used <= MAX_TOKENS - change)
     if cost_usd_micros is not None and cost_usd_micros != (turn.cost_usd_micros or 0):
         session_values["cost_usd_micros"] = Session.cost_usd_micros + (cost_usd_micros - (turn.cost_usd_micros or 0))
     if session_values:
-        await connection.execute(update(Session).where(Session.id == turn.session_id).values(session_values))
+        changed = await connection.execute(update(Session).where(Session.id == turn.session_id, *guard).values(session_values))
+        if changed.rowcount == 0:
+            raise TokensOver(f"session {turn.session_id}")
     await _touch(connection, turn.session_id, completed_at, updated=True)
 
 
@@ -541,8 +615,16 @@ async def add_turn_tokens(connection: AsyncConnection, session_id: uuid.UUID, tu
     session locked."""
     if not tokens:
         return
+    if tokens > MAX_TOKENS:
+        raise TokensOver(f"{tokens} tokens")
+    # Both sums held to MAX_TOKENS, as every writer holds them: nothing is added past it.
+    changed = await connection.execute(
+        update(Session).where(Session.id == session_id, Session.tokens_used <= MAX_TOKENS - tokens)
+        .values(tokens_used=Session.tokens_used + tokens)
+    )
+    if changed.rowcount == 0:
+        raise TokensOver(f"session {session_id}")
     await connection.execute(update(Turn).where(Turn.id == turn_id).values(tokens_used=Turn.tokens_used + tokens))
-    await connection.execute(update(Session).where(Session.id == session_id).values(tokens_used=Session.tokens_used + tokens))
 
 
 async def session_started_by(connection: AsyncConnection, session_id: uuid.UUID, when: datetime) -> None:

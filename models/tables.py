@@ -177,3 +177,29 @@ class DeploymentSecret(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime]
+
+
+# How many events of each type a session and a turn have, kept by the one writer
+# (models/recording.py) in the transaction that stores the events: `totalCount` of an events
+# connection sums a few of these rows (one a type) instead of counting the events. Migration
+# 0007 computes them for the events stored before.
+
+
+class SessionEventCount(Base):
+    """A session's events of one type, in a turn or not."""
+
+    __tablename__ = "session_event_counts"
+
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id"), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class TurnEventCount(Base):
+    """A turn's events of one type."""
+
+    __tablename__ = "turn_event_counts"
+
+    turn_id: Mapped[int] = mapped_column(BigId, ForeignKey("turns.id"), primary_key=True, autoincrement=False)
+    type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)

@@ -51,6 +51,7 @@ from sessiongraph.resolvers.rules import (
     check_not_ended,
     check_payload,
     check_runner_id,
+    check_session_tokens,
     check_turn_endpoint,
     cost_micros,
     event_content,
@@ -340,6 +341,8 @@ async def complete_turn(
             return turn
         check_not_ended(session.status)
         completed_at = check_completion(turn.created_at, completed_at or _now())
+        if tokens_used is not None:
+            check_session_tokens(session.tokens_used, tokens_used - turn.tokens_used)
         await end_turn(connection, turn, status, completed_at, result, tokens_used, cost)
         publication.announce(session_changed("TURN_COMPLETED", session, turn.id))
         return await _row(connection, TURN_COLUMNS, Turn.id, turn.id)

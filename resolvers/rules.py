@@ -24,6 +24,13 @@ MAX_TYPE_LENGTH = 64
 MAX_CONTENT_BYTES = 1024 * 1024
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_METADATA_BYTES = 64 * 1024
+# How deep a JSON value (a payload, metadata, a JSON detail) may nest its objects and arrays:
+# {"a": [1]} is 2 deep. Far beyond what any agent writes, and far within what every reader
+# (orjson writes at most 254 levels a response, Python's json about 1,000) can take.
+MAX_JSON_DEPTH = 64
+# The largest token figure: GraphQL's Int. A session's tokensUsed is the sum of its turns',
+# so that sum is held to it too.
+MAX_TOKENS = 2**31 - 1
 _INVISIBLE = {"\u200b", "\ufeff"}
 # Unicode's White_Space property (PropList.txt); str.isspace() adds U+001C..U+001F.
 WHITE_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
@@ -117,13 +124,61 @@ def event_content(message: str | None, message_base64: str | None) -> bytes | No
     return content
 
 
+def json_depth(value) -> int:
+    """How deep `value` nests objects and arrays (a scalar: 0, {} or [1]: 1), found without
+    recursion, so a value of any depth is measured; past MAX_JSON_DEPTH the walk stops (the
+    answer then says only "deeper")."""
+    deepest = 0
+    stack = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        kind = type(item)
+        if kind is dict:
+            depth += 1
+            for child in item.values():
+                push((child, depth))
+        elif kind is list:
+            depth += 1
+            for child in item:
+                push((child, depth))
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_JSON_DEPTH:  # no need to walk the rest
+                break
+    return deepest
+
+
+def _check_depth(value, what: str) -> None:
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise RuleBroken(f"The {what} nests objects and arrays deeper than {MAX_JSON_DEPTH} levels.")
+
+
+def _nul_in_json(what: str) -> RuleBroken:
+    return RuleBroken(f"The {what} holds the character U+0000 (NUL) in a string or key; text may not hold it.")
+
+
+def check_json(value, what: str):
+    """A JSON value to store, as `json_size` holds it but without its size (the importer's
+    JSON values): nested at most 64 deep, no U+0000 in any string or key; None stays None."""
+    if value is None:
+        return None
+    _check_depth(value, what)
+    if _json_holds_nul(value):
+        raise _nul_in_json(what)
+    return value
+
+
 def json_size(value, what: str) -> int:
+    """The bytes of a JSON value as stored: nested at most 64 deep (measured first: orjson
+    writes no more than 254 levels), no U+0000 in any string or key."""
+    _check_depth(value, what)
     try:
         encoded = orjson.dumps(value)
     except TypeError:
         raise RuleBroken(f"The {what} is not JSON.") from None
     if b"\\u0000" in encoded and _json_holds_nul(value):  # encoded as \u0000: looked for only then
-        raise RuleBroken(f"The {what} holds the character U+0000 (NUL) in a string or key; text may not hold it.")
+        raise _nul_in_json(what)
     return len(encoded)
 
 
@@ -184,6 +239,21 @@ def check_link_expiry(seconds: int | None) -> int:
     if seconds is None or not MIN_LINK_SECONDS <= seconds <= MAX_LINK_SECONDS:
         raise RuleBroken(f"expiresInSeconds must be between {MIN_LINK_SECONDS} and {MAX_LINK_SECONDS}.")
     return seconds
+
+
+TOKENS_OVER = (
+    f"The session's tokens used, the sum of its turns', would pass {MAX_TOKENS:,} (the largest Int); "
+    "nothing was changed."
+)
+
+
+def check_session_tokens(stored: int, change: int) -> int:
+    """A session's tokens used after a turn adds `change` to the `stored` sum: at most
+    2^31-1, whatever the database (SQLite's integers would take more, PostgreSQL's not)."""
+    total = stored + change
+    if total > MAX_TOKENS:
+        raise RuleBroken(TOKENS_OVER)
+    return total
 
 
 def check_completion(started, completed):

@@ -28,6 +28,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import timedelta
 
+import orjson
 from strawberry.asgi import GraphQL
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -222,6 +223,15 @@ class GraphQLWebSocket(GraphQL):
             max_subscriptions_per_connection=None,
             allowed_origins=("*",),
         )
+
+    def encode_json(self, data: object) -> str:
+        """Strawberry's encoding; a message holding a JSON value read as its text (a value
+        stored deeper than models/database.READ_AS_TEXT_DEPTH, an orjson.Fragment) by orjson,
+        which writes such a text as it is."""
+        try:
+            return super().encode_json(data)
+        except TypeError:
+            return orjson.dumps(data).decode()
 
     def decode_json(self, data: str | bytes):
         """A message, held to the body limit before it is decoded, and decoded as a body is."""
