@@ -45,6 +45,7 @@ from sessiongraph.models.recording import (
     NewSession,
     NewTurn,
     SessionEnded,
+    TokensOver,
     Stored,
     add_turn_tokens,
     append_events_once,
@@ -58,6 +59,7 @@ from sessiongraph.observability.metrics import events_written
 from sessiongraph.resolvers.context import Viewer
 from sessiongraph.resolvers.rules import (
     ENDED,
+    TOKENS_OVER,
     RuleBroken,
     check_completion,
     check_count,
@@ -401,18 +403,32 @@ async def ingest(engine: AsyncEngine, viewer: Viewer, request: ExportTraceServic
     # Sessions in one order for every request (by owner and name), so that two requests
     # never wait for each other's session locks the other way round.
     order = sorted(groups, key=lambda key: (key[0], key[1][0], str(key[1][1])))
-    for attempt in (1, 2):
+    # Sessions whose tokens these spans would take past the largest Int: refused whole, the
+    # transaction run again without them (what the writer had written for them is undone).
+    over: set = set()
+    conflicts = 0
+    while True:
         try:
             rejected: Counter = Counter()
             async with publishing(engine) as publication:
-                for owner, name in order:
-                    rejected.update(await _store(publication, viewer, owner, name, groups[owner, name]))
+                for key in order:
+                    if key not in over:
+                        try:
+                            rejected.update(await _store(publication, viewer, *key, groups[key]))
+                        except TokensOver:
+                            over.add(key)
+                            raise
             break
+        except TokensOver:
+            continue
         except IntegrityError:
             # A concurrent request created one of these sessions (its external id) first:
             # the second attempt finds it.
-            if attempt == 2:
+            conflicts += 1
+            if conflicts == 2:
                 raise
+    for key in over:
+        rejected[TOKENS_OVER] += len(groups[key])
     outcome.rejected.update(rejected)
     outcome.accepted += len(spans) - sum(rejected.values())
     return outcome

@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from sessiongraph.ingest.otlp import ingest
+from sessiongraph.resolvers import rules
 from tests.conftest import T0, api_key, count_statements, execute, ok
 from tests.live_server import app_client, live_server
 from tests.test_recording import machine
@@ -483,6 +484,30 @@ async def test_a_nul_character_is_refused_with_its_reason_as_appendEvents_refuse
       appendEvents(input: {sessionId: "nul", events: $e}) { events { seq } } }""", {"e": [{"type": "X", "payload": {"a": "x\x00"}}]})
     assert [e.extensions["code"] for e in result.errors] == ["BAD_USER_INPUT"]
     assert "U+0000 (NUL)" in result.errors[0].message
+
+
+
+async def test_spans_taking_a_sessions_tokens_past_the_largest_int_are_refused_and_the_rest_stored(engine, org):
+    """A session's tokens are at most 2^31-1 (rules.TOKENS_OVER): the spans that would take one
+    past it are counted as refused, whatever of theirs the writer had written is undone, and
+    another session's spans in the same request are stored."""
+    first = Spans()
+    root = first.open("root", 0, **{"session.id": "big"})
+    first.span("call", 1, 2, root, **{"session.id": "big", "gen_ai.usage.input_tokens": 2_000_000_000})
+    first.close(root, 3)
+    assert (await ingest(engine, org.alice, encode_spans(first.finished()))).rejected == {}
+    more = Spans()
+    root = more.open("root", 10, **{"session.id": "big"})
+    more.span("call", 11, 12, root, **{"session.id": "big", "gen_ai.usage.input_tokens": 200_000_000})
+    more.close(root, 13)
+    other = more.open("other root", 10, **{"session.id": "small"})
+    more.span("call", 11, 12, other, **{"session.id": "small", "gen_ai.usage.input_tokens": 7})
+    more.close(other, 13)
+    outcome = await ingest(engine, org.alice, encode_spans(more.finished()))
+    assert outcome.rejected == {rules.TOKENS_OVER: 2}
+    big, small = await session_of(engine, org.alice, "big"), await session_of(engine, org.alice, "small")
+    assert (big["tokensUsed"], big["turnCount"], len(events_of(big))) == (2_000_000_000, 1, 2)
+    assert (small["tokensUsed"], [e["message"] for e in events_of(small)]) == (7, ["other root", "call"])
 
 
 # -- HTTP errors
