@@ -25,7 +25,7 @@ from sessiongraph.faults.link import Link
 from sessiongraph.live.broker import broker_for
 from sessiongraph.models import Event, create_engine
 from sessiongraph.models import database as database_module
-from tests.conftest import api_key, store
+from tests.conftest import BACKENDS, api_key, store
 from tests.live_server import app_client
 from tests.test_recording import APPEND
 from tests.test_subscriptions import serving
@@ -37,9 +37,10 @@ SLACK = 2.0
 LIST = "{ sessions(first: 5) { nodes { id } } }"
 
 
-def postgres_only(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("a relay in front of PostgreSQL: SQLite has no server to freeze")
+# A relay in front of PostgreSQL (SQLite has no server to freeze), or SQLite's own write
+# lock: each test runs on the database it is about, never skipped on the other.
+ON_POSTGRESQL = pytest.mark.parametrize("database_url", [BACKENDS[1]], indirect=True)
+ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @contextlib.asynccontextmanager
@@ -66,11 +67,11 @@ def code(response: httpx.Response) -> str:
     return response.json()["errors"][0]["extensions"]["code"]
 
 
+@ON_POSTGRESQL
 @pytest.mark.parametrize("cache_seconds", [0, 60])
 async def test_a_frozen_database_is_answered_within_the_request_timeout(database_url, engine, org, cache_seconds):
     """Without a cached key the lookup itself meets the frozen database; with one, the
     statements of the query do (and are not waited for once the request is stopped)."""
-    postgres_only(database_url)
     key = await api_key(engine, org.admin)
     async with linked_engine(database_url) as (link, linked):
         async with app_client(linked, request_timeout=TIMEOUT, api_key_cache_seconds=cache_seconds) as client:
@@ -90,8 +91,8 @@ async def test_a_frozen_database_is_answered_within_the_request_timeout(database
             assert "errors" not in response.json()
 
 
+@ON_POSTGRESQL
 async def test_readyz_turns_503_within_two_seconds_of_a_frozen_database(database_url):
-    postgres_only(database_url)
     async with linked_engine(database_url) as (link, linked):
         async with app_client(linked) as client:  # the default request timeout: 30 s
             assert (await client.get("/readyz")).status_code == 200
@@ -103,9 +104,9 @@ async def test_readyz_turns_503_within_two_seconds_of_a_frozen_database(database
             assert (await client.get("/readyz")).status_code == 200
 
 
+@ON_POSTGRESQL
 @pytest.mark.parametrize("cache_seconds", [0, 60])
 async def test_an_unreachable_database_is_service_unavailable_then_recovers(database_url, engine, org, cache_seconds):
-    postgres_only(database_url)
     key = await api_key(engine, org.admin)
     session_id = str(await store(engine, org.admin))
     append = {"query": APPEND, "variables": {"input": {"sessionId": session_id, "events": [{"type": "log", "message": "m", "dedupKey": "k1"}]}}}
@@ -127,8 +128,8 @@ async def test_an_unreachable_database_is_service_unavailable_then_recovers(data
             assert response.json()["data"]["appendEvents"]["events"][0]["seq"] == 1
 
 
+@ON_POSTGRESQL
 async def test_a_download_link_while_the_database_is_unreachable_is_503(database_url, engine, org):
-    postgres_only(database_url)
     from tests.test_downloads import link, path_of
 
     key = await api_key(engine, org.admin)
@@ -143,8 +144,8 @@ async def test_a_download_link_while_the_database_is_unreachable_is_503(database
             assert (await client.get(path_of(url))).status_code == 200
 
 
+@ON_POSTGRESQL
 async def test_connection_init_while_the_database_is_unreachable_closes_with_4503(database_url, engine, org):
-    postgres_only(database_url)
     key = await api_key(engine, org.admin)
     async with linked_engine(database_url) as (link, linked):
         async with serving(linked, api_key_cache_seconds=0) as url:
@@ -161,9 +162,8 @@ async def test_connection_init_while_the_database_is_unreachable_closes_with_450
                 assert "connection_ack" in await asyncio.wait_for(socket.recv(), 10)
 
 
+@ON_SQLITE
 async def test_a_sqlite_write_lock_held_past_the_busy_timeout_is_service_unavailable(database_url, engine, org, monkeypatch):
-    if not database_url.startswith("sqlite"):
-        pytest.skip("SQLite's own write lock")
     monkeypatch.setattr(database_module, "SQLITE_BUSY_TIMEOUT_MS", 200)
     key = await api_key(engine, org.admin)
     session_id = str(await store(engine, org.admin))
@@ -187,12 +187,11 @@ async def test_a_sqlite_write_lock_held_past_the_busy_timeout_is_service_unavail
         await impatient.dispose()
 
 
+@ON_SQLITE
 async def test_a_sqlite_write_lock_held_elsewhere_is_answered_within_a_short_request_timeout(database_url, engine, org):
     """The server's own engine waits for another process's lock at most half the request
     timeout, so the write gives up (SERVICE_UNAVAILABLE) before the request is stopped: a
     statement waiting in SQLite's thread could not be cut short."""
-    if not database_url.startswith("sqlite"):
-        pytest.skip("SQLite's own write lock")
     key = await api_key(engine, org.admin)
     session_id = str(await store(engine, org.admin))
     append = {"query": APPEND, "variables": {"input": {"sessionId": session_id, "events": [{"type": "log", "message": "m"}]}}}
