@@ -111,11 +111,21 @@ CONNECTIONS: dict[tuple[str, str], tuple[str, Callable]] = {
 }
 
 
+# (parent type, field) -> (node type, the parent's column holding its id, the loader by id,
+# whether the id may be null): a relation such as an event's turn, read by the DataLoaders
+# for all parents at once and completed by the node type's compiled selection.
+RELATIONS: dict[tuple[str, str], tuple[str, str, str, bool]] = {
+    ("Event", "turn"): ("Turn", "turn_id", "turn", True),
+    ("Event", "session"): ("Session", "session_id", "session", False),
+    ("Turn", "session"): ("Session", "session_id", "session", False),
+}
+
+
 def readable(type_name: str, node: FieldNode) -> bool:
     """Whether a compiled selection can read this field of this type (its arguments, if it
     has any, written in the document)."""
     name = node.name.value
-    if name == "__typename" or (type_name, name) in CONNECTIONS:
+    if name == "__typename" or (type_name, name) in CONNECTIONS or (type_name, name) in RELATIONS:
         return True
     if name not in READERS.get(type_name, ()) and name not in DETAIL_READERS.get(type_name, ()):
         return False
@@ -130,7 +140,8 @@ def page_columns(fields_read: dict[str, set[str]]) -> dict[str, tuple[str, ...] 
     asking for the same page must find it among the DataLoader's, not fetch it again."""
     for type_name, names in fields_read.items():
         known = READERS.get(type_name) or DETAIL_READERS[type_name]
-        if any(n != "__typename" and (type_name, n) not in CONNECTIONS and n not in known for n in names):
+        linked = CONNECTIONS.keys() | RELATIONS.keys()
+        if any(n != "__typename" and (type_name, n) not in linked and n not in known for n in names):
             return dict.fromkeys(KEY_COLUMNS)
     chosen = {}
     for type_name, keys in KEY_COLUMNS.items():
@@ -138,6 +149,8 @@ def page_columns(fields_read: dict[str, set[str]]) -> dict[str, tuple[str, ...] 
         for n in sorted(fields_read.get(type_name, ())):
             if n in READERS[type_name]:
                 columns.update(dict.fromkeys(READERS[type_name][n].columns))
+            elif (type_name, n) in RELATIONS:
+                columns[RELATIONS[type_name, n][1]] = None
         chosen[type_name] = tuple(columns)
     return chosen
 
@@ -151,6 +164,7 @@ class NodeSelection:
     build: Callable[[list], list[dict]]  # rows -> dicts, connection keys set to None
     connections: list = field(default_factory=list)  # (key, node, ConnectionSelection)
     of_objects: bool = False
+    relations: list = field(default_factory=list)  # (key, (node type, column, loader, nullable), NodeSelection)
 
 
 @dataclass(slots=True)
@@ -168,7 +182,7 @@ def compile_node(run, graphql_type, details) -> NodeSelection | None:
     type_name = graphql_type.name
     if type_name not in READERS:
         return None
-    readers, connections = [], []
+    readers, connections, relations = [], [], []
     for key, field_details in run.child_fields(graphql_type, details).items():
         node = field_details[0].node
         name = node.name.value
@@ -185,12 +199,19 @@ def compile_node(run, graphql_type, details) -> NodeSelection | None:
                 return None
             readers.append((key, _constant(None)))
             connections.append((key, node, connection))
+        elif (type_name, name) in RELATIONS:
+            relation = RELATIONS[type_name, name]
+            target = compile_node(run, run.planner.graphql_schema.type_map[relation[0]], field_details)
+            if target is None:
+                return None
+            readers.append((key, _constant(None)))
+            relations.append((key, relation, target))
         else:
             reader = _field_reader(run, graphql_type, node, field_details)
             if reader is None:
                 return None
             readers.append((key, reader))
-    return NodeSelection(type_name, _builder(readers), connections)
+    return NodeSelection(type_name, _builder(readers), connections, relations=relations)
 
 
 # The declared fields of the types made from a row's columns or its JSON (a session's
@@ -404,6 +425,16 @@ async def run_nodes(run, selection: NodeSelection, rows: list) -> list[dict]:
         values = await run_connection(run, connection, node, rows)
         for out, value in zip(outs, values, strict=True):
             out[key] = value
+    for key, (_, column, loader, nullable), target in selection.relations:
+        ids = [getattr(row, column) for row in rows]
+        if None in ids and not nullable:
+            raise Fallback  # a null where the type forbids it: normal execution reports it
+        found = await getattr(run.info.context.loaders, loader).load_many([i for i in ids if i is not None])
+        if None in found:
+            raise Fallback
+        built = iter(await run_nodes(run, target, found))
+        for out, id_ in zip(outs, ids, strict=True):
+            out[key] = None if id_ is None else next(built)
     return outs
 
 

@@ -406,7 +406,7 @@ class _Run:
         if not isinstance(selection, compiled.NodeSelection):
             return _update(outs, compiled.complete_pages(self, selection, [source.page for source in sources]))
         rows = sources if selection.of_objects else [source.row for source in sources]
-        if selection.connections:
+        if selection.connections or selection.relations:
             return _update(outs, compiled.run_nodes(self, selection, rows))
         for out, values in zip(outs, selection.build(rows), strict=True):
             out.update(values)
