@@ -1,12 +1,12 @@
-"""Compiled selections: a selection of sessions, turns and events (and their connections)
-made, once per document, into a function that turns rows straight into the response's
+"""Compiled selections: a selection of sessions, turns and events (and their connections and
+relations: an event's turn, a turn's session) made, once per document, into a function that turns rows straight into the response's
 dicts, and statements that fetch only the columns the document reads.
 
 What each field reads, and how its value follows from a row, is the field's declaration
 (models/fields.py), the same one the types' `from_row` applies; the value is then
 serialized as its GraphQL type says, as graphql-core would. Where a selection has a field
-these readers do not know (a relation such as `Turn.session`, an argument from a variable
-where the value shapes the reading), the level-by-level execution of plan.py completes it
+these readers do not know (`Session.chats`, a type's resolver field, an argument from a
+variable where the value shapes the reading), the level-by-level execution of plan.py completes it
 through the types' own resolvers instead. A value the type forbids (a null in a non-null
 field, an Int beyond 32 bits) raises Fallback: normal execution then answers the whole
 operation, error and all.
