@@ -238,27 +238,41 @@ async def until(predicate, seconds: float) -> None:
 # -- the scenarios
 
 
+async def faulted_trial(url: str, key: str, writers: int, batches: int, batch: int, timeout: float, log_dir: Path,
+                        tally: Tally, fault, after=None) -> None:
+    """One trial: a server under `writers` concurrent appenders, `fault(server)` at a random
+    moment of the load, then every acknowledged event checked as stored (and `after(server,
+    tally)`, when given)."""
+    server = Server(url, timeout, log_dir)
+    try:
+        await server.start()
+        sessions = await new_sessions(server.endpoint, key, writers)
+        load = Appenders(server.endpoint, key, sessions, batches, batch, timeout, tally)
+        running = asyncio.ensure_future(load.run())
+        await until(lambda: load.progress >= random.randint(1, max(1, writers * batches // 2)), 60)
+        load.fault_started = time.monotonic()
+        await fault(server)
+        load.fault_ended = time.monotonic()
+        await asyncio.wait_for(running, 600)
+        await check_stored(url, load.acknowledged, tally)
+        if after is not None:
+            await after(server, tally)
+    finally:
+        server.stop()
+
+
 async def server_kill(url: str, trials: int, writers: int, batches: int, batch: int, timeout: float, log_dir: Path) -> Tally:
     """kill -9 of the server at a random moment under `writers` concurrent appenders; started
     again at once on the same port."""
     tally = Tally("server kill -9")
     key, _, _ = await prepare(url)
+
+    async def kill_and_start(server: Server) -> None:
+        server.kill()
+        await server.start()
+
     for _ in range(trials):
-        server = Server(url, timeout, log_dir)
-        try:
-            await server.start()
-            sessions = await new_sessions(server.endpoint, key, writers)
-            load = Appenders(server.endpoint, key, sessions, batches, batch, timeout, tally)
-            running = asyncio.ensure_future(load.run())
-            await until(lambda: load.progress >= random.randint(1, max(1, writers * batches // 2)), 60)
-            load.fault_started = time.monotonic()
-            server.kill()
-            await server.start()
-            load.fault_ended = time.monotonic()
-            await asyncio.wait_for(running, 600)
-            await check_stored(url, load.acknowledged, tally)
-        finally:
-            server.stop()
+        await faulted_trial(url, key, writers, batches, batch, timeout, log_dir, tally, kill_and_start)
     return tally
 
 
@@ -340,28 +354,18 @@ async def postgres_faults(trials: int, writers: int, batches: int, batch: int, t
     with private_postgres() as instance:
         url = instance.url
         key, _, _ = await prepare(url)
-        for tally, fault in ((restart, "restart"), (freeze, "freeze")):
+
+        async def restart_instance(_server: Server) -> None:
+            await asyncio.to_thread(instance.restart)
+
+        async def freeze_instance(_server: Server) -> None:
+            pids = instance.freeze()
+            await asyncio.sleep(freeze_seconds)
+            instance.thaw(pids)
+
+        for tally, fault in ((restart, restart_instance), (freeze, freeze_instance)):
             for _ in range(trials):
-                server = Server(url, timeout, log_dir)
-                try:
-                    await server.start()
-                    sessions = await new_sessions(server.endpoint, key, writers)
-                    load = Appenders(server.endpoint, key, sessions, batches, batch, timeout, tally)
-                    running = asyncio.ensure_future(load.run())
-                    await until(lambda: load.progress >= random.randint(1, max(1, writers * batches // 2)), 60)
-                    load.fault_started = time.monotonic()
-                    if fault == "restart":
-                        await asyncio.to_thread(instance.restart)
-                    else:
-                        pids = instance.freeze()
-                        await asyncio.sleep(freeze_seconds)
-                        instance.thaw(pids)
-                    load.fault_ended = time.monotonic()
-                    await asyncio.wait_for(running, 600)
-                    await check_stored(url, load.acknowledged, tally)
-                    await ready_after(server, tally)
-                finally:
-                    server.stop()
+                await faulted_trial(url, key, writers, batches, batch, timeout, log_dir, tally, fault, after=ready_after)
     return [restart, freeze]
 
 

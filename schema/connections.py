@@ -18,6 +18,16 @@ class PageInfo:
     start_cursor: str | None
     end_cursor: str | None
 
+    @classmethod
+    def of(cls, page: Page) -> "PageInfo":
+        rows, cursor = page.rows, page.cursor
+        return cls(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=cursor(rows[0]) if rows else None,
+            end_cursor=cursor(rows[-1]) if rows else None,
+        )
+
 
 @strawberry.type
 class Edge(Generic[NodeType]):
@@ -46,13 +56,7 @@ class Connection(Generic[NodeType]):
 
     @strawberry.field
     def page_info(self) -> PageInfo:
-        rows, cursor = self.page.rows, self.page.cursor
-        return PageInfo(
-            has_next_page=self.page.has_next,
-            has_previous_page=self.page.has_previous,
-            start_cursor=cursor(rows[0]) if rows else None,
-            end_cursor=cursor(rows[-1]) if rows else None,
-        )
+        return PageInfo.of(self.page)
 
     @strawberry.field(description="All that match, across pages.")
     async def total_count(self) -> int:

@@ -50,13 +50,7 @@ class EventSearchConnection:
 
     @strawberry.field
     def page_info(self) -> PageInfo:
-        rows, cursor = self.page.rows, self.page.cursor
-        return PageInfo(
-            has_next_page=self.page.has_next,
-            has_previous_page=self.page.has_previous,
-            start_cursor=cursor(rows[0]) if rows else None,
-            end_cursor=cursor(rows[-1]) if rows else None,
-        )
+        return PageInfo.of(self.page)
 
     @strawberry.field(description="All matching events, across pages.")
     async def total_count(self) -> int:
