@@ -85,14 +85,9 @@ def is_name(value: str) -> bool:
 
 def check_name(value: str | None, what: str) -> str | None:
     """A caller's identifier (`what`: "task id", "workflow id", "agent id", "dedup key"):
-    None stays None; else not blank, no control character, at most 255 characters."""
-    if value is None:
-        return None
-    if not value.strip() or CONTROL.search(value):
-        raise RuleBroken(f"The {what} must be non-empty and have no control character.")
-    if len(value) > MAX_NAME_LENGTH:
-        raise RuleBroken(f"The {what} is longer than {MAX_NAME_LENGTH} characters.")
-    return value
+    None stays None; else not blank, no control character, at most 255 characters (the rule
+    of a short free text, `check_text`)."""
+    return check_text(value, what)
 
 
 def is_event_type(value: str) -> bool:

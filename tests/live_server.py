@@ -61,14 +61,19 @@ def live_server(database_url: str, *flags: str, env: dict | None = None, start_t
             time.sleep(0.1)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)
         log_file.close()
         server.log_path.unlink(missing_ok=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminates a process, killed if it is still there after 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def app_client(engine, **settings) -> httpx.AsyncClient:

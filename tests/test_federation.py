@@ -25,7 +25,7 @@ from sessiongraph.schema import SDL_PATH, schema
 from sessiongraph.models.recording import ensure_user
 from sessiongraph.resolvers.context import Viewer
 from tests.conftest import T0, api_key, count_statements, event_, ok, store, turn_
-from tests.live_server import app_client, free_port, key, live_server  # noqa: F401  key: a fixture
+from tests.live_server import app_client, free_port, key, live_server, stop  # noqa: F401  key: a fixture
 
 ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) {
   __typename
@@ -217,15 +217,6 @@ def _started(command: list[str], url: str, log_path: Path, cwd: Path | None = No
         time.sleep(0.2)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 @pytest.fixture
 async def gateway(engine, org, database_url, tmp_path):
     """Hive Gateway on a loopback port over sessiongraph (`serve`, the test's database) and
@@ -261,7 +252,7 @@ async def gateway(engine, org, database_url, tmp_path):
             yield gateway_url, sessiongraph.url, key
     finally:
         for process in reversed(processes):
-            _stop(process)
+            stop(process)
 
 
 @needs_node
