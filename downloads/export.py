@@ -33,6 +33,11 @@ MAX_EXPIRY = rules.MAX_LINK_SECONDS
 # from the API's requests.
 CONCURRENCY_ENV = "SESSIONGRAPH_DOWNLOAD_CONCURRENCY"
 DEFAULT_CONCURRENCY = 8
+# Seconds a client may leave the next part of a file untaken (it stopped reading) before the
+# download is cut off: its connection and slot would otherwise be held for as long as the
+# client likes, and a few such clients would stop every download of the process.
+IDLE_ENV = "SESSIONGRAPH_DOWNLOAD_IDLE_SECONDS"
+DEFAULT_IDLE_SECONDS = 30
 PATH = "/downloads/"
 
 
@@ -115,8 +120,16 @@ _slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
 
 
 def concurrency() -> int:
-    raw = os.environ.get(CONCURRENCY_ENV)
-    return int(raw) if raw and raw.isdigit() and int(raw) > 0 else DEFAULT_CONCURRENCY
+    return _positive(CONCURRENCY_ENV, DEFAULT_CONCURRENCY)
+
+
+def idle_seconds() -> int:
+    return _positive(IDLE_ENV, DEFAULT_IDLE_SECONDS)
+
+
+def _positive(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw and raw.isdigit() and int(raw) > 0 else default
 
 
 def _slot() -> asyncio.Semaphore:

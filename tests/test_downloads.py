@@ -272,6 +272,41 @@ async def test_the_response_is_streamed_in_chunks(engine, org, admin_key):
     assert sum(len(b["body"]) for b in bodies) > 9000 * 4 * 7
 
 
+async def test_a_client_that_stops_reading_is_cut_off_and_gives_its_slot_back(engine, org, admin_key, monkeypatch, caplog):
+    """A client that takes the status line and then nothing more (the server's `send` waits
+    for it, as uvicorn's does once the socket's buffers are full) holds the download's
+    connection and slot only for the idle time; with one slot, the next download runs."""
+    monkeypatch.setenv("SESSIONGRAPH_DOWNLOAD_IDLE_SECONDS", "1")
+    monkeypatch.setenv("SESSIONGRAPH_DOWNLOAD_CONCURRENCY", "1")
+    session_id = await store_terminal(engine, org.alice, events=[event_("OUTPUT", i / 1000, f"line {i}") for i in range(3000)])
+    app = create_app(Settings(database_url=str(engine.url)), engine=engine)
+    import httpx
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        made = await link(http, admin_key[1], session_id, "TEXT")
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+            "path": path_of(made["url"]), "raw_path": path_of(made["url"]).encode(), "query_string": b"", "root_path": "",
+            "headers": [(b"host", b"test")], "client": ("127.0.0.1", 1), "server": ("test", 80),
+        }  # fmt: skip
+        taken = []
+
+        async def receive():
+            await asyncio.sleep(3600)  # the client never goes away
+
+        async def send(message):
+            if message["type"] == "http.response.body":
+                await asyncio.sleep(3600)  # ... and never reads
+            taken.append(message)
+
+        await asyncio.wait_for(app(scope, receive, send), 15)  # cut off after 1 s
+        assert taken[0]["status"] == 200 and len(taken) == 1
+        assert "download cut off" in caplog.text
+        second = await asyncio.wait_for(download(http, made["url"]), 15)  # the one slot is free again
+        assert second.status_code == 200
+        assert second.text.count("line ") == 3000
+
+
 async def test_a_large_export_is_written_in_the_memory_of_a_batch(engine, org):
     """The Python memory an export allocates does not grow with the session: its peak over
     60,000 events (about 9 MB of CSV) is that of its first few batches."""

@@ -73,6 +73,10 @@ def _unavailable(error: Exception) -> PlainTextResponse:
     )
 
 
+class _ClientIdle(Exception):
+    """The client left a part of the file untaken for the idle time (export.idle_seconds)."""
+
+
 class _Download(StreamingResponse):
     """The response, giving the download's connection and slot back however it ends: sent,
     failed, or the client gone (even before the first chunk, when the body never ran)."""
@@ -82,8 +86,21 @@ class _Download(StreamingResponse):
         self.holding = holding
 
     async def __call__(self, scope, receive, send) -> None:
+        idle = export.idle_seconds()
+
+        async def bounded(message) -> None:
+            # Waits while the client does not read (the server's buffers are full).
+            try:
+                with anyio.fail_after(idle):
+                    await send(message)
+            except TimeoutError:
+                raise _ClientIdle from None
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, bounded)
+        except _ClientIdle:
+            # The file cannot be ended properly: the connection is closed, cut short.
+            log.warning("download cut off: the client took nothing for %d s", idle)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body_iterator.aclose()
