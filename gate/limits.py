@@ -46,8 +46,9 @@ DEFAULT_PAGE_SIZES = {
     "SessionConnection": SESSIONS_PAGE, "TurnConnection": TURNS_PAGE, "EventConnection": EVENTS_PAGE,
     "EventSearchConnection": SEARCH_PAGE,
 }
-# Fields whose list argument says how many nodes they return.
-LIST_ARGUMENT_FIELDS = {("Query", "nodes"): "ids"}
+# Fields whose list argument says how many nodes they return (a gateway's entity fetch: one
+# entity, and what is selected under it, per representation).
+LIST_ARGUMENT_FIELDS = {("Query", "nodes"): "ids", ("Query", "_entities"): "representations"}
 # A connection's arguments that size its page (the first one given counts).
 PAGE_SIZE_ARGUMENTS = ("first", "last")
 INTROSPECTION_ROOTS = {"__schema", "__type"}

@@ -24,7 +24,7 @@ from sessiongraph.resolvers.ids import to_global_id
 from sessiongraph.schema import SDL_PATH, schema
 from sessiongraph.models.recording import ensure_user
 from sessiongraph.resolvers.context import Viewer
-from tests.conftest import T0, api_key, count_statements, event_, ok, store, turn_
+from tests.conftest import T0, api_key, count_statements, event_, execute, ok, store, turn_
 from tests.live_server import app_client, free_port, key, live_server, stop  # noqa: F401  key: a fixture
 
 ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) {
@@ -110,6 +110,22 @@ async def test_a_hundred_session_entities_cost_what_one_does_and_are_planned(eng
 USERS_SESSIONS = """query($r: [_Any!]!) { _entities(representations: $r) { ... on User { id
   sessions(first: 2, orderBy: {field: CREATED_AT, direction: ASC}) {
     totalCount pageInfo { hasNextPage endCursor } nodes { title turns(first: 2) { nodes { taskId } } } } } } }"""
+
+
+async def test_an_entity_fetch_costs_its_selection_once_per_representation(engine, org):
+    """A gateway's fetch of N users' session pages is priced as N of them, and refused past
+    the limit like any document that asks as much (it used to be priced as one user's)."""
+    users = [{"__typename": "User", "id": str(uuid.uuid4())} for _ in range(8000)]
+
+    async def cost(n: int):
+        result = await execute(engine, org.admin, USERS_SESSIONS, {"r": users[:n]})
+        return result.extensions["cost"]["requestedQueryCost"], [e.extensions["code"] for e in result.errors or ()]
+
+    one, no_errors = await cost(1)
+    assert no_errors == [] and one == 1 + 2 + 2 * 2  # the user, its 2 sessions, their 2 turns each
+    assert await cost(100) == (100 * one, [])
+    over, codes = await cost(8000)  # 56,000 nodes: over the 50,000 allowed
+    assert over == 8000 * one and codes == ["QUERY_TOO_COMPLEX"]
 
 
 @pytest.mark.usefixtures("both_executions")
