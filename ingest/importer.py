@@ -66,7 +66,7 @@ class ImportReport:
         )
 
 
-def _get(obj: dict, key: str, kind, where: str, required: bool = False):
+def _get(obj: dict, key: str, kind, where: str, required: bool = False, no_nul: bool = True):
     value = obj.get(key)
     if value is None:
         if required:
@@ -74,9 +74,14 @@ def _get(obj: dict, key: str, kind, where: str, required: bool = False):
         return None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise LineError(f"{where}: `{key}` must be {getattr(kind, '__name__', kind)}")
-    if kind is str and "\x00" in value:  # the rule of every stored text (PostgreSQL's cannot hold NUL)
-        _rule(where, key, rules.check_no_nul, value, key.replace("_", " "))
+    if no_nul and kind is str:
+        _no_nul(value, key, where)
     return value
+
+
+def _no_nul(value, key: str, where: str) -> None:
+    if isinstance(value, str) and "\x00" in value:  # the rule of every stored text (PostgreSQL's cannot hold NUL)
+        _rule(where, key, rules.check_no_nul, value, key.replace("_", " "))
 
 
 def _json(obj: dict, key: str, where: str):
@@ -138,8 +143,8 @@ def _parser(f: declared.Field):
         return lambda obj, where: _uuid(obj, f.name, where, required)
     if kind is datetime:
         return lambda obj, where: _time(obj, f.name, where, required)
-    if kind is str:
-        return lambda obj, where: _get(obj, f.name, str, where, required)
+    if kind is str:  # NUL checked after the field's own rule (the title rule removes it)
+        return lambda obj, where: _get(obj, f.name, str, where, required, no_nul=False)
     if kind is int:
         return lambda obj, where: _count(obj, f.name, where)
     if kind is float:  # a number, as its rule reads it
@@ -170,6 +175,7 @@ def _declared_values(obj: dict, type_name: str, where: str) -> dict:
     for f, value, rule in parsed:
         if rule is not None:
             value = _rule(where, f.name, rule, value)
+        _no_nul(value, f.name, where)
         values[f.imported.into or f.name] = value
     return values
 

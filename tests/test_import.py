@@ -308,7 +308,7 @@ async def test_a_session_id_of_another_owner_is_rejected(engine):
         (new_session(metadata={"k": "a\u0000"}), "`metadata`: The metadata holds the character U+0000 (NUL)"),
         (new_session(events=[event("OUTPUT", "x", payload={"a\u0000": 1})]), "`payload`: The payload holds the character U+0000 (NUL)"),
         (new_session(events=[event("OUTPUT", "a\u0000b")]), "`message`: The message holds the character U+0000 (NUL)"),
-        (new_session(turns=[turn("t1", 1, event("OUTPUT", "x", dedup_key="k\u0000"))]), "`dedup_key`: The dedup key holds the character U+0000 (NUL)"),
+        (new_session(turns=[turn("t1", 1, event("OUTPUT", "x", dedup_key="k\u0000"))]), "`dedup_key`: The dedup key must be non-empty and have no control character"),
         (new_session(events=[event("OUTPUT", "x", dedup_key="k" * 300)]), "`dedup_key`"),
     ],
 )

@@ -4,9 +4,12 @@ BAD_USER_INPUT through the mutations and a rejected line in the import (as the i
 already did), and nothing is stored; raw bytes holding NUL come as a base64 message."""
 
 import base64
+import uuid
 
 import pytest
+from sqlalchemy import select
 
+from sessiongraph.models import Session
 from tests.conftest import execute, ok, store
 from tests.test_import import counts, event, import_bytes, line, new_session, turn
 from tests.test_recording import APPEND, COMPLETE, CREATE, START
@@ -69,3 +72,15 @@ async def test_an_imported_line_holding_nul_is_rejected_and_the_others_stored(en
     assert (report.rejected, report.sessions_created) == (1, 2)
     assert errors.startswith("line 2: rejected:") and "NUL" in errors, errors
     assert (await counts(engine))[1] == before[1] + 2
+
+
+async def test_a_title_holding_nul_loses_it_by_the_title_rule_on_every_way_in(engine, org):
+    """The title rule removes control characters, NUL among them: the mutations and the
+    import store the same title (the import used to reject the line)."""
+    created = await ok(engine, org.admin, CREATE, {"input": {"title": f"a{NUL}b"}})
+    imported = new_session(title=f"a{NUL}b")
+    report, errors = await import_bytes(engine, line(imported))
+    assert (report.rejected, errors) == (0, "")
+    async with engine.connect() as connection:
+        stored = await connection.scalar(select(Session.title).where(Session.id == uuid.UUID(imported["session_id"])))
+    assert stored == created["createSession"]["session"]["title"] == "ab"
