@@ -149,8 +149,9 @@ class Loaders:
         return loader
 
     async def _by_id(self, columns, id_column, ids, select_from=None) -> list:
-        statement = _by_id_statement(columns, id_column, select_from)
-        found = {row.id: row for row in await self.context.rows(statement, {"ids": ids})}
+        single = len(ids) == 1
+        statement = _by_id_statement(columns, id_column, select_from, single, self.context.engine.dialect.name)
+        found = {row.id: row for row in await self.context.rows(statement, {"ids": ids[0] if single else ids})}
         return [found.get(i) for i in ids]
 
     async def _sessions(self, ids: list[uuid.UUID]) -> list:
@@ -265,11 +266,22 @@ class Loaders:
         return [counts.get(k, 0) for k in keys]
 
 
-@lru_cache(maxsize=16)
-def _by_id_statement(columns, id_column, select_from):
+def _in_bound(column, name: str, dialect: str):
+    """`column` is one of the values bound as `name`, bound as one value whatever their
+    number (see page_statement): an array on PostgreSQL, a JSON array on SQLite."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    if dialect == "sqlite":
+        return column.in_(select(func.json_each(bindparam(name, type_=JSONIds())).table_valued("value").c.value))
+    return column.in_(bindparam(name, expanding=True))
+
+
+@lru_cache(maxsize=32)
+def _by_id_statement(columns, id_column, select_from, single: bool, dialect: str):
     # Built once, the ids bound at execution: building a select of a session's 48 columns
     # anew was about a tenth of a single-session page's time.
-    statement = select(*columns).where(id_column.in_(bindparam("ids", expanding=True)))
+    condition = id_column == bindparam("ids", type_=id_column.type) if single else _in_bound(id_column, "ids", dialect)
+    statement = select(*columns).where(condition)
     return statement if select_from is None else statement.select_from(select_from)
 
 
@@ -323,13 +335,7 @@ def _page_statement(columns, parent, key, select_from, batch: tuple, single: boo
             statement = statement.select_from(select_from)
         return statement.order_by(order).limit(limit + 1)
     number = func.row_number().over(partition_by=parent, order_by=order).label("page_row")
-    if dialect == "postgresql":
-        parents = parent == any_(bindparam("parents", type_=ARRAY(parent.type)))
-    elif dialect == "sqlite":
-        parents = parent.in_(select(func.json_each(bindparam("parents", type_=JSONIds())).table_valued("value").c.value))
-    else:
-        parents = parent.in_(bindparam("parents", expanding=True))
-    inner = select(*columns, number).where(parents, *conditions)
+    inner = select(*columns, number).where(_in_bound(parent, "parents", dialect), *conditions)
     if select_from is not None:
         inner = inner.select_from(select_from)
     inner = inner.subquery()
