@@ -204,6 +204,8 @@ _EVENT_FIELDS = ("type", "agent_id", "content", "timestamp", "payload", "dedup_k
 def _event_fields(dialect_name: str) -> tuple[str, ...]:
     """The fields of a new event that are columns of the events table on that database."""
     return tuple(name for name in _EVENT_FIELDS if on_database(Event.__table__.c[name], dialect_name))
+
+
 _sqlite_timestamp = attrgetter("sqlite_timestamp")
 
 # Rows a statement: one INSERT of many rows costs PostgreSQL less than as many one-row
