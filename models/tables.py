@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, String, Table, Text, Uuid, text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
 
 from sessiongraph.models.fields import Stored, stored
 from sessiongraph.models.types import BigId, JSONValue, UTCDateTime
@@ -84,6 +84,12 @@ def declared_table(name: str, type_name: str, *indexes) -> Table:
     return table
 
 
+def declared_mapping(table: Table) -> dict:
+    """The mapper arguments of a declared table: a column one database alone has is loaded
+    only when asked for (deferred), so that reading whole rows works on both."""
+    return {"properties": {c.name: deferred(c) for c in table.c if c.info.get("only_on")}}
+
+
 def on_database(item, dialect_name: str) -> bool:
     """Whether a declared column or index is in the databases of `dialect_name` (one
     declared `only_on` another database is not)."""
@@ -144,6 +150,7 @@ class Session(Base):
         ),
         *session_filter_indexes(),
     )
+    __mapper_args__ = declared_mapping(__table__)
     # `metadata` is the Declarative base's own attribute: the column is mapped as `meta`.
     meta = __table__.c.metadata
 
@@ -156,6 +163,7 @@ class Turn(Base):
         Index("turns_session_task", "session_id", "task_id", unique=True),
         Index("turns_session_endpoint_position", "session_id", "endpoint", "position"),
     )
+    __mapper_args__ = declared_mapping(__table__)
 
 
 class Event(Base):
@@ -177,6 +185,7 @@ class Event(Base):
         Index("events_search_text_trgm", "search_text", postgresql_using="gin",
               postgresql_ops={"search_text": "gin_trgm_ops"}),
     )
+    __mapper_args__ = declared_mapping(__table__)
 
 
 class DeploymentSecret(Base):
