@@ -209,7 +209,7 @@ async def sizes(url: str) -> str:
                 ))).all())
                 index = sum(v for k, v in stat.items() if k.startswith("events_search"))
                 events = stat["events"]
-                folded = (await connection.scalar(text("SELECT SUM(length(CAST(search_text AS BLOB))) FROM events"))) or 0
+                folded = 0  # SQLite keeps no folded copy of the events' texts (migration 0007)
             else:
                 index = await connection.scalar(text("SELECT pg_relation_size('events_search_text_trgm')"))
                 events = await connection.scalar(text("SELECT pg_table_size('events')"))

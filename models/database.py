@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from sessiongraph.models.containment import sql_json_contains
+from sessiongraph.models.search_text import sql_holds_terms, sql_search_text, sql_trigram_query
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -105,6 +106,11 @@ def _configure_sqlite(dbapi_connection, _record, busy_timeout_ms: int | None = N
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
     # The session list's `metadata` and `endpoint` filters: PostgreSQL's jsonb containment.
     dbapi_connection.create_function("sg_json_contains", 2, sql_json_contains, deterministic=True)
+    # Full-text search: the events' folded text, which SQLite does not store, and the index's
+    # query and its check (models/search.py).
+    dbapi_connection.create_function("sg_search_text", 1, sql_search_text, deterministic=True)
+    dbapi_connection.create_function("sg_trigram_query", -1, sql_trigram_query, deterministic=True)
+    dbapi_connection.create_function("sg_holds_terms", -1, sql_holds_terms, deterministic=True)
 
 
 def _lower(value):

@@ -79,7 +79,8 @@ DEFAULT_CONTEXT_PROMPT_COUNT = 5
 class Stored:
     """A column: its SQL type (`text`, `string`, `int`, `bigint`, `uuid`, `time`, `json`,
     `bytes`), whether it may hold NULL, its default for a new row, the table it references,
-    and its name in the database when that is not the field's."""
+    its name in the database when that is not the field's, and the one database that has it
+    when not both."""
 
     sql: str
     nullable: bool = False
@@ -88,6 +89,9 @@ class Stored:
     references: str | None = None
     primary_key: bool = False
     name: str | None = None
+    # The one database ("postgresql", "sqlite") that has the column, when not both: on the
+    # other, no writer fills it, no statement reads it, and no index covers it.
+    only_on: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,9 +444,11 @@ EVENT_FIELDS = (
     ),
     Field("payload", Json | None, stored=Stored("json", nullable=True), imported=IMPORTED),
     Field("dedup_key", str | None, stored=Stored("string", nullable=True, length=255), exposed=False, imported=IMPORTED),
-    # The message folded for search (models/search.fold_content), kept by the writers; what
-    # the search index covers.
-    Field("search_text", str | None, stored=Stored("text", nullable=True), exposed=False),
+    # The message folded for search (models/search_text.fold_content), kept by the writers;
+    # what PostgreSQL's search index covers. SQLite's index (an FTS5 table, models/search.py)
+    # holds the folded text itself, and searches check its candidates against the content:
+    # no folded copy of the events' texts there (migration 0007).
+    Field("search_text", str | None, stored=Stored("text", nullable=True, only_on="postgresql"), exposed=False),
 )
 
 # The details of TERMINAL and RED_TEAM sessions: columns of the session's row (the objects

@@ -37,7 +37,7 @@ from sessiongraph.models.new_sessions import (
 from sessiongraph.models.database import json_dumps
 from sessiongraph.models.search import index_new_events
 from sessiongraph.models.search_text import fold
-from sessiongraph.models.tables import Event, Session, SessionEventCount, Turn, TurnEventCount, User
+from sessiongraph.models.tables import Event, Session, SessionEventCount, Turn, TurnEventCount, User, on_database
 from sessiongraph.observability.metrics import events_written
 
 
@@ -177,7 +177,7 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
             )).all()
         }
     if events := rows.events:
-        columns = {name: list(map(attrgetter(name), events)) for name in _EVENT_FIELDS}
+        columns = {name: list(map(attrgetter(name), events)) for name in _event_fields(connection.dialect.name)}
         event_turn_ids = rows.event_turn_ids(turn_ids)
         await _count_events(connection, _runs_of_types(rows.runs, turn_ids, columns["type"]), new=True)
         bound = {}
@@ -198,6 +198,14 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
 
 
 _EVENT_FIELDS = ("type", "agent_id", "content", "timestamp", "payload", "dedup_key", "search_text")
+
+
+@lru_cache(maxsize=4)
+def _event_fields(dialect_name: str) -> tuple[str, ...]:
+    """The fields of a new event that are columns of the events table on that database."""
+    return tuple(name for name in _EVENT_FIELDS if on_database(Event.__table__.c[name], dialect_name))
+
+
 _sqlite_timestamp = attrgetter("sqlite_timestamp")
 
 # Rows a statement: one INSERT of many rows costs PostgreSQL less than as many one-row
@@ -393,14 +401,8 @@ async def insert_event_runs(
                 "session_id": session_id,
                 "turn_id": turn_id,
                 "seq": seq,
-                "type": e.type,
                 "workflow_id": workflow_id,
-                "agent_id": e.agent_id,
-                "content": e.content,
-                "timestamp": e.timestamp,
-                "payload": e.payload,
-                "dedup_key": e.dedup_key,
-                "search_text": e.search_text,
+                **{name: getattr(e, name) for name in _event_fields(connection.dialect.name)},
             }
             for seq, e, (turn_id, workflow_id) in zip(seqs, events, turn_of, strict=True)
         ],

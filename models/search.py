@@ -1,13 +1,16 @@
 """Full-text search in SQL: the index over events' folded text (models/search_text.py folds),
 and the conditions that find folded terms in the folded columns, on each database.
 
-The index: on SQLite an FTS5 table with the trigram tokenizer (external content: the events
-table itself; the writer adds new events to it, `index_new_events`, and triggers keep it in
-step on delete and update), on PostgreSQL a pg_trgm GIN index on the column. Titles and
-turns' texts are scanned (their folded columns, no index).
+The index: on PostgreSQL a pg_trgm GIN index on the folded column (events.search_text). On
+SQLite an FTS5 table with the trigram tokenizer that holds only the index (contentless,
+detail=none: no positions), fed by the writer with the events' folded text (`index_new_events`,
+folding in SQL, `sg_search_text`) and kept in step on delete and update by triggers
+(migration 0007); its rows are candidates, each checked against the folded content
+(`sg_holds_terms`), so answers are exact substrings as on PostgreSQL. Titles and turns'
+texts are scanned (their folded columns, no index).
 """
 
-from sqlalchemy import String, bindparam, column, insert, or_, select, table
+from sqlalchemy import String, bindparam, column, func, insert, or_, select, table
 from sqlalchemy.sql.visitors import replacement_traverse
 from sqlalchemy.types import NullType
 from sqlalchemy.ext.compiler import compiles
@@ -16,8 +19,8 @@ from sqlalchemy.sql.functions import FunctionElement
 from sessiongraph.models.tables import Event, Session, Turn
 
 
-# -- the index on SQLite: an FTS5 table over events.search_text, built with its triggers by
-# migration 0006
+# -- the index on SQLite: an FTS5 table of the events' folded text, built with its triggers
+# by migration 0007
 
 FTS_TABLE = "events_search"
 _FTS = table(FTS_TABLE, column("rowid"), column("search_text"))
@@ -31,7 +34,7 @@ async def index_new_events(connection, *conditions) -> None:
     PostgreSQL the GIN index is the column's own: nothing to do."""
     if connection.dialect.name != "sqlite":
         return
-    rows = select(Event.id, Event.search_text).where(*conditions, Event.search_text.is_not(None))
+    rows = select(Event.id, func.sg_search_text(Event.content)).where(*conditions, Event.content.is_not(None))
     await connection.execute(insert(_FTS).from_select(["rowid", "search_text"], rows))
 
 
@@ -47,9 +50,10 @@ def is_index_table(name: str) -> bool:
 class terms_found(FunctionElement):
     """Every one of the folded terms bound as `<prefix>_0` .. `<prefix>_<count-1>` is a
     substring of the folded `column`: LIKE on PostgreSQL (for events.search_text through its
-    trigram index), GLOB on SQLite, through the FTS5 table for events.search_text
-    (`indexed`), whose trigram index serves GLOB. The patterns are made from the bound terms
-    in SQL (their wildcards escaped), so the values bound are the same on both databases."""
+    trigram index), GLOB on SQLite; for events.search_text (`indexed`), which SQLite does not
+    store, the events its FTS5 table finds holding every trigram of the terms, each checked
+    against its folded content. The patterns and the index's query are made from the bound
+    terms in SQL (wildcards escaped), so the values bound are the same on both databases."""
 
     # No Boolean type: SQLite's compiler would compare a Boolean expression with 1, which
     # stops its planner from driving the statement from the index's rows.
@@ -73,8 +77,12 @@ def _terms_found_sqlite(element, compiler, **kw):
     if not element.indexed:
         name = compiler.process(column, **kw)
         return "(" + " AND ".join(f"{name} GLOB {_glob(compiler, t, **kw)}" for t in terms) + ")"
-    found = " AND ".join(f"search_text GLOB {_glob(compiler, t, **kw)}" for t in terms)
-    return f"{compiler.process(column.table.c.id, **kw)} IN (SELECT rowid FROM {FTS_TABLE} WHERE {found})"
+    bound = ", ".join(compiler.process(t, **kw) for t in terms)
+    events = column.table.c
+    return (
+        f"{compiler.process(events.id, **kw)} IN (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH sg_trigram_query({bound}))"
+        f" AND sg_holds_terms({compiler.process(events.content, **kw)}, {bound})"
+    )
 
 
 @compiles(terms_found, "postgresql")

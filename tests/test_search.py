@@ -313,11 +313,13 @@ async def test_after_a_random_mix_of_writes_the_index_finds_what_a_plain_scan_fi
         assert await found(engine, org.alice, probe) == expected, probe
         hits += len(expected)
     assert hits > 50  # the probes find plenty: the comparison is not of empty lists
-    # The stored folded copies are what the writers' fold makes of the texts as stored.
+    # The stored folded copies are what the writers' fold makes of the texts as stored
+    # (SQLite keeps none of the events' texts: its index is fed them).
     async with engine.connect() as connection:
-        rows = (await connection.execute(select(Event.content, Event.search_text))).all()
+        if engine.dialect.name == "postgresql":
+            rows = (await connection.execute(select(Event.content, Event.search_text))).all()
+            assert rows and all(r.search_text == fold(r.content.decode("utf-8", "replace")) for r in rows if r.content is not None)
         titles = (await connection.execute(select(Session.title, Session.search_title))).all()
-    assert rows and all(r.search_text == fold(r.content.decode("utf-8", "replace")) for r in rows if r.content is not None)
     assert all(t.search_title == fold(t.title) for t in titles)
 
 
@@ -328,7 +330,7 @@ async def test_the_index_is_used_not_a_scan(engine, org):
     async with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
             plan = (await connection.execute(text(
-                "EXPLAIN QUERY PLAN SELECT rowid FROM events_search WHERE search_text GLOB '*vent 4*'"
+                "EXPLAIN QUERY PLAN SELECT rowid FROM events_search WHERE events_search MATCH sg_trigram_query('vent 4')"
             ))).all()
             assert any("VIRTUAL TABLE INDEX" in str(row) for row in plan)
         else:
