@@ -24,7 +24,7 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--writers", type=int, default=4, help="concurrent appenders (4)")
     parser.add_argument("--batches", type=int, default=50, help="appendEvents calls per appender and trial (50)")
     parser.add_argument("--batch", type=int, default=20, help="events per call (20)")
-    parser.add_argument("--import-sessions", type=int, default=300, help="sessions in each imported file (300)")
+    parser.add_argument("--import-sessions", type=int, default=4000, help="sessions in each imported file (4000: an import outlasts its kill, 0.5-3 s in)")
     parser.add_argument("--request-timeout", type=float, default=3.0, help="the server's --request-timeout (3)")
     parser.add_argument("--freeze-seconds", type=float, default=8.0, help="how long the private PostgreSQL is stopped (8)")
     parser.add_argument("--api-key-cache-seconds", type=float, default=0.0,
