@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from sessiongraph.gate.auth import create_key
 from sessiongraph.migrations import upgrade_async
 from sessiongraph.models import Event, Session, create_engine
+from sessiongraph.models.database import scratch_postgres_database
 from sessiongraph.resolvers.ids import from_global_id
 
 CREATE = "mutation($input: CreateSessionInput!) { createSession(input: $input) { session { id } } }"
@@ -432,19 +432,9 @@ def sqlite_url(folder: Path) -> str:
     return f"sqlite+aiosqlite:///{folder}/faults-{uuid.uuid4().hex[:8]}.db"
 
 
-@contextlib.asynccontextmanager
-async def postgres_database(admin_url: str):
+def postgres_database(admin_url: str):
     """A new database on the server `admin_url` names; dropped afterwards."""
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"sessiongraph_faults_{uuid.uuid4().hex[:10]}"
-    async with engine.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with engine.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await engine.dispose()
+    return scratch_postgres_database(admin_url, "sessiongraph_faults")
 
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

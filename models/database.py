@@ -1,8 +1,10 @@
 """The engine: one per process, for SQLite (embedded default) or PostgreSQL."""
 
+import contextlib
 import json
 import os
 import re
+import uuid
 from typing import TYPE_CHECKING
 
 import orjson
@@ -91,6 +93,25 @@ def create_engine(url: str, busy_timeout_ms: int | None = None, **kwargs) -> "As
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", lambda connection, record: _configure_sqlite(connection, record, busy_timeout_ms))
     return engine
+
+
+@contextlib.asynccontextmanager
+async def scratch_postgres_database(admin_url: str, prefix: str):
+    """A new, empty database named `<prefix>_<random>` on the PostgreSQL server `admin_url`
+    names, as a URL; dropped afterwards (the tests', the fault suite's)."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    async with admin.connect() as connection:
+        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
 
 
 def _configure_sqlite(dbapi_connection, _record, busy_timeout_ms: int | None = None) -> None:

@@ -11,14 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import bindparam, event, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import bindparam, event, update
 
 from sessiongraph.transport.app import create_app
 from sessiongraph.gate.auth import create_key
 from sessiongraph.config import Settings
 from sessiongraph.migrations import upgrade_async
 from sessiongraph.models import Base, Session, Turn, create_engine
+from sessiongraph.models.database import scratch_postgres_database
 from sessiongraph.models.recording import NewEvent, NewSession, NewTurn, ensure_user, store_session
 from sessiongraph.live.broker import broker_for
 from sessiongraph.planner.errors import PlannerBug
@@ -49,18 +49,9 @@ async def fresh_database(backend: str, revision: str = "head"):
             await upgrade_async(url, revision)
             yield url
         return
-    name = f"sessiongraph_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    async with scratch_postgres_database(POSTGRES_URL, "sessiongraph_test") as url:
         await upgrade_async(url, revision)
         yield url
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 def pytest_configure(config):

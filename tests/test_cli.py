@@ -15,12 +15,12 @@ import httpx
 import pytest
 from graphql import build_schema
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
 
 from sessiongraph.transport.app import create_app
 from sessiongraph.config import Settings
 from sessiongraph.ingest.demo import ALICE, DEMO_ORG
 from sessiongraph.models import create_engine
+from sessiongraph.models.database import scratch_postgres_database
 from tests.conftest import BACKENDS, POSTGRES_URL
 
 VIEWER = "{ viewer { userId orgId role identityType } }"
@@ -34,16 +34,8 @@ async def blank_database(backend: str):
         with tempfile.TemporaryDirectory() as directory:
             yield f"sqlite+aiosqlite:///{directory}/cli.db"
         return
-    name = f"sessiongraph_cli_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with scratch_postgres_database(POSTGRES_URL, "sessiongraph_cli") as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
