@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 # What the columns hold on PostgreSQL (SQLite would take more): checked here so that a line
 # is accepted or rejected alike on both databases.
-INT_MAX = 2**31 - 1
+INT_MAX = declared.MAX_INT
 # The input rules' lengths (resolvers/rules.py), which a test holds to the columns' (reading
 # the tables here would load SQLAlchemy).
 TASK_ID = WORKFLOW_ID = AGENT_ID = DEDUP_KEY = rules.MAX_NAME_LENGTH

@@ -35,6 +35,7 @@ from sessiongraph.models.new_sessions import (
     unique_tasks,
 )
 from sessiongraph.models.database import json_dumps
+from sessiongraph.models.fields import MAX_INT
 from sessiongraph.models.search import index_new_events
 from sessiongraph.models.search_text import fold
 from sessiongraph.models.tables import Event, Session, SessionEventCount, Turn, TurnEventCount, User, on_database
@@ -59,8 +60,8 @@ class TokensOver(Exception):
 
 
 # A session's tokens used, the sum of its turns', is held to GraphQL's Int on every database
-# (SQLite's integers would take more, PostgreSQL's INTEGER not): resolvers/rules.MAX_TOKENS.
-MAX_TOKENS = 2**31 - 1
+# (SQLite's integers would take more, PostgreSQL's INTEGER not), as resolvers/rules.MAX_TOKENS.
+MAX_TOKENS = MAX_INT
 
 
 # A write of turns or events makes a READY session OPEN.

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import orjson
 
+from sessiongraph.models.fields import MAX_INT
 from sessiongraph.models.search_text import MIN_TERM, fold
 
 MAX_TITLE_LENGTH = 60
@@ -30,7 +31,7 @@ MAX_METADATA_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 64
 # The largest token figure: GraphQL's Int. A session's tokensUsed is the sum of its turns',
 # so that sum is held to it too.
-MAX_TOKENS = 2**31 - 1
+MAX_TOKENS = MAX_INT
 _INVISIBLE = {"\u200b", "\ufeff"}
 # Unicode's White_Space property (PropList.txt); str.isspace() adds U+001C..U+001F.
 WHITE_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
