@@ -37,12 +37,21 @@ def fold(text: str | None) -> str | None:
         return text.lower().replace("\x00", "\ufffd")
     # Folding never reaches across a space (no canonical decomposition or composition holds
     # one, nor does a case folding), so a text is folded a space-separated piece at a time,
-    # and a piece seen lately is not folded again: recomposing a text (NFC) costs ~10-30 us
-    # for 200 characters of Greek or CJK, most of the writers' folding.
-    return " ".join(map(_fold_piece, text.split(" ")))
+    # and a short piece seen lately is not folded again: recomposing a text (NFC) costs
+    # ~10-30 us for 200 characters of Greek or CJK, most of the writers' folding. Only short
+    # pieces are kept: words recur, while a long one (a CJK sentence, which has no spaces, or
+    # a blob of up to a MiB) seldom does, and 65,536 of those would hold gigabytes.
+    return " ".join(_fold_word(p) if len(p) <= CACHED_PIECE else _fold_piece(p) for p in text.split(" "))
+
+
+CACHED_PIECE = 64  # code points
 
 
 @lru_cache(maxsize=65536)
+def _fold_word(piece: str) -> str:
+    return _fold_piece(piece)
+
+
 def _fold_piece(piece: str) -> str:
     decomposed = unicodedata.normalize("NFD", piece).casefold().replace("i\u0307", "i")
     return unicodedata.normalize("NFC", decomposed).replace("\x00", "\ufffd")
