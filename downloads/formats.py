@@ -29,7 +29,7 @@ from enum import Enum
 import orjson
 
 from sessiongraph.downloads import rows
-from sessiongraph.downloads.import_format import event_object, iso, session_object, text_of, turn_object
+from sessiongraph.downloads.import_format import event_object, iso, message_or_base64, session_object, turn_object
 
 
 class ExportFormat(Enum):
@@ -95,8 +95,7 @@ async def _csv(connection, session, options: Options) -> AsyncIterator[bytes]:
     async for batch in rows.events(connection, session.id, options.event_types):
         # Rows unpacked as tuples: reading a Row's columns by name costs more than the rest.
         for seq, type_, agent_id, content, timestamp, _payload, _dedup_key, turn in batch:
-            message = None if content is None else text_of(content)
-            encoded = "" if content is None or message is not None else _b64(content)
+            message, encoded = (None, None) if content is None else message_or_base64(content)
             micros = (timestamp - created) // MICROSECOND
             out.writerow((seq, iso(timestamp), f"{micros / 1000:.3f}", type_, turn, agent_id, message, encoded))
         yield buffer.getvalue().encode()
@@ -104,12 +103,6 @@ async def _csv(connection, session, options: Options) -> AsyncIterator[bytes]:
         buffer.truncate()
     if buffer.tell():
         yield buffer.getvalue().encode()
-
-
-def _b64(content: bytes) -> str:
-    import base64
-
-    return base64.b64encode(content).decode("ascii")
 
 
 async def _text(connection, session, options: Options) -> AsyncIterator[bytes]:

@@ -75,9 +75,9 @@ def event_object(type_: str, agent_id, content: bytes | None, timestamp: datetim
     if agent_id is not None:
         found["agent_id"] = agent_id
     if content is not None:
-        message = text_of(content)
+        message, encoded = message_or_base64(content)
         if message is None:
-            found["message_b64"] = base64.b64encode(content).decode("ascii")
+            found["message_b64"] = encoded
         else:
             found["message"] = message
     found["timestamp"] = iso(timestamp)
@@ -96,3 +96,10 @@ def text_of(content: bytes) -> str | None:
         return content.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def message_or_base64(content: bytes) -> tuple[str | None, str | None]:
+    """(`message`, `message_b64`) of a content: its text when that can carry it, else its
+    base64, so that any bytes come back out of a file exactly."""
+    message = text_of(content)
+    return (message, None) if message is not None else (None, base64.b64encode(content).decode("ascii"))
