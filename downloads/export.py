@@ -16,8 +16,6 @@ from contextvars import ContextVar
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from sessiongraph.downloads import formats, rows, signing
 from sessiongraph.downloads.formats import ExportFormat, Options
 from sessiongraph.downloads.signing import BadLink, Link
@@ -83,24 +81,13 @@ class Opened:
         return formats.media_type(self.options.format)
 
 
-async def _key_owner(connection, key_id: uuid.UUID) -> Viewer | None:
-    from sessiongraph.models import ApiKey
-
-    row = (
-        await connection.execute(
-            select(ApiKey.id, ApiKey.user_id, ApiKey.org_id, ApiKey.role, ApiKey.identity_type).where(
-                ApiKey.id == key_id, ApiKey.revoked_at.is_(None)
-            )
-        )
-    ).first()
-    return None if row is None else Viewer(row.user_id, row.org_id, row.role, row.identity_type, row.id)
-
-
 async def open_link(engine, connection, token: str) -> Opened:
+    from sessiongraph.gate.auth import live_key_caller
+    from sessiongraph.models import ApiKey
     from sessiongraph.resolvers.visibility import can_see
 
     link = signing.verify(await signing.deployment_secret(engine), token)
-    viewer = await _key_owner(connection, link.key_id)
+    viewer = await live_key_caller(connection, ApiKey.id == link.key_id)
     if viewer is None:
         raise Gone("the link's API key was revoked")
     session = await rows.session_row(connection, link.session_id)

@@ -48,22 +48,28 @@ async def authenticate(engine: AsyncEngine, key: str | None, cache_seconds: floa
     if cache_seconds > 0 and (cached := _live_keys.get((engine, key_hash))) is not None and cached[1] > now:
         return cached[0]
     async with engine.connect() as connection:
-        row = (
-            await connection.execute(
-                select(ApiKey.id, ApiKey.user_id, ApiKey.org_id, ApiKey.role, ApiKey.identity_type).where(
-                    ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
-                )
-            )
-        ).first()
-    if row is None:
+        viewer = await live_key_caller(connection, ApiKey.key_hash == key_hash)
+    if viewer is None:
         _live_keys.pop((engine, key_hash), None)
         return None
-    viewer = Viewer(row.user_id, row.org_id, row.role, row.identity_type, row.id)
     if cache_seconds > 0:
         if len(_live_keys) >= MAX_CACHED_KEYS:
             _live_keys.pop(next(iter(_live_keys)))  # the oldest entry
         _live_keys[engine, key_hash] = (viewer, now + cache_seconds)
     return viewer
+
+
+async def live_key_caller(connection, which) -> Viewer | None:
+    """The caller of the key the condition `which` picks (by its hash, by its id), when that
+    key is live; else None."""
+    row = (
+        await connection.execute(
+            select(ApiKey.id, ApiKey.user_id, ApiKey.org_id, ApiKey.role, ApiKey.identity_type).where(
+                which, ApiKey.revoked_at.is_(None)
+            )
+        )
+    ).first()
+    return None if row is None else Viewer(row.user_id, row.org_id, row.role, row.identity_type, row.id)
 
 
 class KeyOrganisationConflict(Exception):
