@@ -202,7 +202,7 @@ class DeploymentSecret(Base):
 # How many events of each type a session and a turn have, kept by the one writer
 # (models/recording.py) in the transaction that stores the events: `totalCount` of an events
 # connection sums a few of these rows (one a type) instead of counting the events. Migration
-# 0007 computes them for the events stored before.
+# 0006 computes them for the events stored before.
 
 
 class SessionEventCount(Base):
