@@ -175,6 +175,15 @@ def cmd_import(args) -> int:
     return 1 if report.rejected else 0
 
 
+def cmd_index(args) -> int:
+    from sessiongraph.migrations import upgrade
+    from sessiongraph.models.indexer import index_all
+
+    upgrade(args.url)
+    print(f"indexed {_run(index_all, args.url):,} events; none left waiting")
+    return 0
+
+
 def _import_asciicast(args) -> int:
     from sessiongraph.ingest.asciicast import RecordingError, import_recording
 
@@ -288,6 +297,10 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--title", help="asciicast: the title (default: the recording's)")
     imp.add_argument("--resource", default="asciinema", help="asciicast: the resource's name (asciinema)")
     imp.set_defaults(run=cmd_import)
+
+    commands.add_parser(
+        "index", help="bring the search index up to date now (a running server does it in the background)"
+    ).set_defaults(run=cmd_index)
 
     exp = commands.add_parser("export", help="write a session as a file: the bytes of its download link")
     exp.add_argument("session_id", type=uuid.UUID, metavar="SESSION_ID")

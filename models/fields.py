@@ -89,9 +89,6 @@ class Stored:
     references: str | None = None
     primary_key: bool = False
     name: str | None = None
-    # The one database ("postgresql", "sqlite") that has the column, when not both: on the
-    # other, no writer fills it, no statement reads it, and no index covers it.
-    only_on: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,11 +441,8 @@ EVENT_FIELDS = (
     ),
     Field("payload", Json | None, stored=Stored("json", nullable=True), imported=IMPORTED),
     Field("dedup_key", str | None, stored=Stored("string", nullable=True, length=255), exposed=False, imported=IMPORTED),
-    # The message folded for search (models/search_text.fold_content), kept by the writers;
-    # what PostgreSQL's search index covers. SQLite's index (an FTS5 table, models/search.py)
-    # holds the folded text itself, and searches check its candidates against the content:
-    # no folded copy of the events' texts there (migration 0007).
-    Field("search_text", str | None, stored=Stored("text", nullable=True, only_on="postgresql"), exposed=False),
+    # No folded copy of the message: the search index and its queue hold it (models/search.py,
+    # migration 0008).
 )
 
 # The details of TERMINAL and RED_TEAM sessions: columns of the session's row (the objects

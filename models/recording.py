@@ -36,9 +36,9 @@ from sessiongraph.models.new_sessions import (
 )
 from sessiongraph.models.database import json_dumps
 from sessiongraph.models.fields import MAX_INT
-from sessiongraph.models.search import index_new_events
+from sessiongraph.models.search import queue_new_events
 from sessiongraph.models.search_text import fold
-from sessiongraph.models.tables import Event, Session, SessionEventCount, Turn, TurnEventCount, User, on_database
+from sessiongraph.models.tables import Event, Session, SessionEventCount, Turn, TurnEventCount, User
 from sessiongraph.observability.metrics import events_written
 
 
@@ -178,7 +178,7 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
             )).all()
         }
     if events := rows.events:
-        columns = {name: list(map(attrgetter(name), events)) for name in _event_fields(connection.dialect.name)}
+        columns = {name: list(map(attrgetter(name), events)) for name in _EVENT_FIELDS}
         event_turn_ids = rows.event_turn_ids(turn_ids)
         await _count_events(connection, _runs_of_types(rows.runs, turn_ids, columns["type"]), new=True)
         bound = {}
@@ -194,17 +194,12 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
             "workflow_id": rows.workflow_ids,
             **columns,
         }, bound)
-        await index_new_events(connection, Event.session_id.in_([s["id"] for s in rows.sessions]))
+        await queue_new_events(connection, [Event.session_id.in_([s["id"] for s in rows.sessions])], rows.session_ids, rows.seqs, events)
     return rows.stored
 
 
-_EVENT_FIELDS = ("type", "agent_id", "content", "timestamp", "payload", "dedup_key", "search_text")
-
-
-@lru_cache(maxsize=4)
-def _event_fields(dialect_name: str) -> tuple[str, ...]:
-    """The fields of a new event that are columns of the events table on that database."""
-    return tuple(name for name in _EVENT_FIELDS if on_database(Event.__table__.c[name], dialect_name))
+# The fields of a new event that are columns of the events table.
+_EVENT_FIELDS = ("type", "agent_id", "content", "timestamp", "payload", "dedup_key")
 
 
 _sqlite_timestamp = attrgetter("sqlite_timestamp")
@@ -403,7 +398,7 @@ async def insert_event_runs(
                 "turn_id": turn_id,
                 "seq": seq,
                 "workflow_id": workflow_id,
-                **{name: getattr(e, name) for name in _event_fields(connection.dialect.name)},
+                **{name: getattr(e, name) for name in _EVENT_FIELDS},
             }
             for seq, e, (turn_id, workflow_id) in zip(seqs, events, turn_of, strict=True)
         ],
@@ -411,7 +406,9 @@ async def insert_event_runs(
         session_id,
         seqs,
     )
-    await index_new_events(connection, Event.session_id == session_id, Event.seq.between(seqs[0], seqs[-1]))
+    await queue_new_events(
+        connection, [Event.session_id == session_id, Event.seq.between(seqs[0], seqs[-1])], [session_id] * len(events), list(seqs), events
+    )
     await _count_events(connection, [(session_id, turn_id, [e.type for e in run_events]) for turn_id, _, run_events in runs])
     await _touch(connection, session_id, max(e.timestamp for e in events))
     if figures:

@@ -1,16 +1,25 @@
 """Full-text search in SQL: the index over events' folded text (models/search_text.py folds),
 and the conditions that find folded terms in the folded columns, on each database.
 
-The index: on PostgreSQL a pg_trgm GIN index on the folded column (events.search_text). On
-SQLite an FTS5 table with the trigram tokenizer that holds only the index (contentless,
-detail=none: no positions), fed by the writer with the events' folded text (`index_new_events`,
-folding in SQL, `sg_search_text`) and kept in step on delete and update by triggers
-(migration 0007); its rows are candidates, each checked against the folded content
-(`sg_holds_terms`), so answers are exact substrings as on PostgreSQL. Titles and turns'
-texts are scanned (their folded columns, no index).
+The index is brought up to date after the writes, not in them (migration 0008): the one
+writer queues every new event that has a content in `search_pending` (`queue_new_events`,
+one statement a batch), and an indexer (`index_pending`: the server's background task,
+search/indexer.py, and `sessiongraph index`) moves queued events into the index a batch at a
+time, in one transaction each. A search reads the index and the queue (a plain scan of the
+queued events), so it finds an event from the moment its write commits, indexed or not; an
+event is in exactly one of the two in any snapshot.
+
+On PostgreSQL the index is a table of the events' folded text (`events_search`) with a
+pg_trgm GIN index; the queue holds the folded text the writer made (Python folds: no folded
+copy is kept in events). On SQLite the index is an FTS5 table with the trigram tokenizer that
+holds only the index (contentless, detail=none: no positions), fed the folded content by the
+indexer (folding in SQL, `sg_search_text`) and kept in step on delete and update by triggers;
+its rows and the queued events are candidates, each checked against the folded content
+(`sg_holds_terms`), so answers are exact substrings as on PostgreSQL. Titles and turns' texts
+are scanned (their folded columns, no index).
 """
 
-from sqlalchemy import String, bindparam, column, func, insert, or_, select, table
+from sqlalchemy import ARRAY, Integer, String, Text, Uuid, bindparam, column, func, insert, or_, select, table, text
 from sqlalchemy.sql.visitors import replacement_traverse
 from sqlalchemy.types import NullType
 from sqlalchemy.ext.compiler import compiles
@@ -19,29 +28,86 @@ from sqlalchemy.sql.functions import FunctionElement
 from sessiongraph.models.tables import Event, Session, Turn
 
 
-# -- the index on SQLite: an FTS5 table of the events' folded text, built with its triggers
-# by migration 0007
+# -- the index and its queue (migrations 0007 and 0008)
 
-FTS_TABLE = "events_search"
-_FTS = table(FTS_TABLE, column("rowid"), column("search_text"))
+INDEX_TABLE = "events_search"  # SQLite: the FTS5 table (rowid: the event's id); PostgreSQL: (event_id, search_text)
+QUEUE_TABLE = "search_pending"  # (event_id, and on PostgreSQL the folded text)
+_FTS = table(INDEX_TABLE, column("rowid"), column("search_text"))
+_QUEUE = table(QUEUE_TABLE, column("event_id"), column("search_text"))
+
+# Events moved into the index a transaction: on SQLite the write lock is held that long
+# (tens of milliseconds), so other writers wait at most that.
+INDEX_BATCH = 2_000
+
+_QUEUE_POSTGRESQL = text(
+    "INSERT INTO search_pending (event_id, search_text)"
+    " SELECT e.id, t.search_text FROM unnest(:session_ids, :seqs, :texts) AS t(session_id, seq, search_text)"
+    " JOIN events e ON e.session_id = t.session_id AND e.seq = t.seq"
+).bindparams(
+    bindparam("session_ids", type_=ARRAY(Uuid())), bindparam("seqs", type_=ARRAY(Integer())),
+    bindparam("texts", type_=ARRAY(Text())),
+)
 
 
-async def index_new_events(connection, *conditions) -> None:
-    """Adds the events `conditions` select (all of them new) to SQLite's FTS5 table, in one
-    statement: the one writer (models/recording.py) calls it after inserting events. One
-    INSERT ... SELECT for a batch costs a quarter of what a trigger row by row does (measured
-    in bench/search.py); the triggers keep the index in step on delete and update. On
-    PostgreSQL the GIN index is the column's own: nothing to do."""
-    if connection.dialect.name != "sqlite":
+async def queue_new_events(connection, conditions, session_ids, seqs, events) -> None:
+    """Queues the new events for the index (those with a content): the one writer
+    (models/recording.py) calls it after inserting them, in its transaction. `conditions`
+    select the new events (all of them new); `session_ids`, `seqs` and `events` (NewEvent)
+    are the same events in one order, for PostgreSQL, whose queue holds their folded text."""
+    if connection.dialect.name == "sqlite":
+        rows = select(Event.id).where(*conditions, Event.content.is_not(None))
+        await connection.execute(insert(_QUEUE).from_select(["event_id"], rows))
         return
-    rows = select(Event.id, func.sg_search_text(Event.content)).where(*conditions, Event.content.is_not(None))
-    await connection.execute(insert(_FTS).from_select(["rowid", "search_text"], rows))
+    texts = [e.search_text for e in events]
+    kept = [i for i, t in enumerate(texts) if t is not None]
+    if kept:
+        await connection.execute(_QUEUE_POSTGRESQL, {
+            "session_ids": [session_ids[i] for i in kept], "seqs": [seqs[i] for i in kept], "texts": [texts[i] for i in kept],
+        })
+
+
+# (A queued event deleted meanwhile leaves the queue without entering the index.)
+_INDEX_POSTGRESQL = text(
+    "WITH moved AS (DELETE FROM search_pending WHERE event_id IN ("
+    "SELECT event_id FROM search_pending ORDER BY event_id LIMIT :limit FOR UPDATE SKIP LOCKED"
+    ") RETURNING event_id, search_text), indexed AS (INSERT INTO events_search (event_id, search_text)"
+    " SELECT m.event_id, m.search_text FROM moved m JOIN events e ON e.id = m.event_id)"
+    " SELECT count(*) FROM moved"
+)
+_FIRST_QUEUED_SQLITE = text("SELECT max(event_id) FROM (SELECT event_id FROM search_pending ORDER BY event_id LIMIT :limit)")
+_INDEX_SQLITE = (
+    text(
+        "INSERT INTO events_search (rowid, search_text) SELECT e.id, sg_search_text(e.content)"
+        " FROM search_pending p JOIN events e ON e.id = p.event_id WHERE p.event_id <= :last AND e.content IS NOT NULL"
+    ),
+    text("DELETE FROM search_pending WHERE event_id <= :last"),
+)
+
+
+async def index_pending(connection, limit: int = INDEX_BATCH) -> int:
+    """Moves up to `limit` queued events (the oldest) into the index, in the caller's
+    transaction; how many it moved. Indexers of several processes share the queue on
+    PostgreSQL (each takes rows the others have not locked); SQLite has one writer at a time."""
+    if connection.dialect.name == "postgresql":
+        return await connection.scalar(_INDEX_POSTGRESQL, {"limit": limit})
+    last = await connection.scalar(_FIRST_QUEUED_SQLITE, {"limit": limit})
+    if last is None:
+        return 0
+    insert_rows, delete_rows = _INDEX_SQLITE
+    await connection.execute(insert_rows, {"last": last})
+    return (await connection.execute(delete_rows, {"last": last})).rowcount
+
+
+async def queued(connection) -> int:
+    """How many events wait for the index."""
+    return await connection.scalar(select(func.count()).select_from(_QUEUE))
 
 
 def is_index_table(name: str) -> bool:
-    """Whether a SQLite table is the FTS5 index or one of its shadow tables (not declared as
-    tables: the models' comparison with a migrated database leaves them out)."""
-    return name == FTS_TABLE or name.startswith(FTS_TABLE + "_")
+    """Whether a table is the index, one of SQLite's FTS5 shadow tables, or the queue (made
+    by migrations, not declared as tables: the models' comparison with a migrated database
+    leaves them out)."""
+    return name in (INDEX_TABLE, QUEUE_TABLE) or name.startswith(INDEX_TABLE + "_")
 
 
 # -- conditions: every term a substring of a folded column
@@ -49,11 +115,9 @@ def is_index_table(name: str) -> bool:
 
 class terms_found(FunctionElement):
     """Every one of the folded terms bound as `<prefix>_0` .. `<prefix>_<count-1>` is a
-    substring of the folded `column`: LIKE on PostgreSQL (for events.search_text through its
-    trigram index), GLOB on SQLite; for events.search_text (`indexed`), which SQLite does not
-    store, the events its FTS5 table finds holding every trigram of the terms, each checked
-    against its folded content. The patterns and the index's query are made from the bound
-    terms in SQL (wildcards escaped), so the values bound are the same on both databases."""
+    substring of the folded `column` (a scan: titles' and turns' folded columns): LIKE on
+    PostgreSQL, GLOB on SQLite. The patterns are made from the bound terms in SQL (wildcards
+    escaped), so the values bound are the same on both databases."""
 
     # No Boolean type: SQLite's compiler would compare a Boolean expression with 1, which
     # stops its planner from driving the statement from the index's rows.
@@ -61,9 +125,27 @@ class terms_found(FunctionElement):
     name = "terms_found"
     inherit_cache = True
 
-    def __init__(self, column, prefix: str, count: int, indexed: bool = False) -> None:
-        self.indexed = indexed
-        super().__init__(column, *(bindparam(f"{prefix}_{i}", type_=String()) for i in range(count)))
+    def __init__(self, column, prefix: str, count: int) -> None:
+        super().__init__(column, *_terms(prefix, count))
+
+
+class event_terms_found(FunctionElement):
+    """The event (its `id` and `content` columns, of events or an alias of it) holds every
+    one of the folded terms `terms_found` binds: it is in the index or the queue with a
+    folded text holding them. On PostgreSQL the index table's trigram GIN index and LIKE
+    over the queued folded texts; on SQLite the events the FTS5 table finds holding every
+    trigram of the terms and the queued events, each checked against its folded content."""
+
+    type = NullType()
+    name = "event_terms_found"
+    inherit_cache = True
+
+    def __init__(self, id_column, content_column, prefix: str, count: int) -> None:
+        super().__init__(id_column, content_column, *_terms(prefix, count))
+
+
+def _terms(prefix: str, count: int):
+    return (bindparam(f"{prefix}_{i}", type_=String()) for i in range(count))
 
 
 def _glob(compiler, term, **kw) -> str:
@@ -71,29 +153,45 @@ def _glob(compiler, term, **kw) -> str:
     return f"'*' || replace(replace(replace({bound}, '[', '[[]'), '*', '[*]'), '?', '[?]') || '*'"
 
 
-@compiles(terms_found)
-def _terms_found_sqlite(element, compiler, **kw):
-    column, *terms = element.clauses
-    if not element.indexed:
-        name = compiler.process(column, **kw)
-        return "(" + " AND ".join(f"{name} GLOB {_glob(compiler, t, **kw)}" for t in terms) + ")"
-    bound = ", ".join(compiler.process(t, **kw) for t in terms)
-    events = column.table.c
-    return (
-        f"{compiler.process(events.id, **kw)} IN (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH sg_trigram_query({bound}))"
-        f" AND sg_holds_terms({compiler.process(events.content, **kw)}, {bound})"
-    )
-
-
-@compiles(terms_found, "postgresql")
-def _terms_found_postgresql(element, compiler, **kw):
-    column, *terms = element.clauses
-    name = compiler.process(column, **kw)
+def _likes(compiler, name: str, terms, **kw) -> str:
     return "(" + " AND ".join(
         f"{name} LIKE '%' || replace(replace(replace({compiler.process(t, **kw)}, '\\', '\\\\'), '%', '\\%'), '_', '\\_')"
         " || '%'"
         for t in terms
     ) + ")"
+
+
+@compiles(terms_found)
+def _terms_found_sqlite(element, compiler, **kw):
+    column, *terms = element.clauses
+    name = compiler.process(column, **kw)
+    return "(" + " AND ".join(f"{name} GLOB {_glob(compiler, t, **kw)}" for t in terms) + ")"
+
+
+@compiles(terms_found, "postgresql")
+def _terms_found_postgresql(element, compiler, **kw):
+    column, *terms = element.clauses
+    return _likes(compiler, compiler.process(column, **kw), terms, **kw)
+
+
+@compiles(event_terms_found)
+def _event_terms_found_sqlite(element, compiler, **kw):
+    id_column, content, *terms = element.clauses
+    bound = ", ".join(compiler.process(t, **kw) for t in terms)
+    return (
+        f"{compiler.process(id_column, **kw)} IN (SELECT rowid FROM {INDEX_TABLE} WHERE {INDEX_TABLE} MATCH sg_trigram_query({bound})"
+        f" UNION ALL SELECT event_id FROM {QUEUE_TABLE})"
+        f" AND sg_holds_terms({compiler.process(content, **kw)}, {bound})"
+    )
+
+
+@compiles(event_terms_found, "postgresql")
+def _event_terms_found_postgresql(element, compiler, **kw):
+    id_column, _content, *terms = element.clauses
+    return (
+        f"{compiler.process(id_column, **kw)} IN (SELECT event_id FROM {INDEX_TABLE} WHERE {_likes(compiler, 'search_text', terms, **kw)}"
+        f" UNION ALL SELECT event_id FROM {QUEUE_TABLE} WHERE {_likes(compiler, 'search_text', terms, **kw)})"
+    )
 
 
 def term_parameters(prefix: str, terms: tuple[str, ...]) -> dict:
@@ -109,7 +207,7 @@ def session_text_matches(prefix: str, count: int):
         Session.id.in_(select(Turn.session_id).where(or_(
             terms_found(Turn.search_query, prefix, count), terms_found(Turn.search_result, prefix, count)
         ))),
-        Session.id.in_(select(Event.session_id).where(terms_found(Event.search_text, prefix, count, indexed=True))),
+        Session.id.in_(select(Event.session_id).where(event_terms_found(Event.id, Event.content, prefix, count))),
     )
 
 

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, String, Table, Text, Uuid, text
-from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sessiongraph.models.fields import Stored, stored
 from sessiongraph.models.types import BigId, JSONValue, UTCDateTime
@@ -69,31 +69,13 @@ def _column(name: str, stored: Stored) -> Column:
         nullable=stored.nullable,
         default=stored.default,
         autoincrement=stored.sql == "bigint" and stored.primary_key,
-        info={"only_on": stored.only_on} if stored.only_on else {},
     )
 
 
 def declared_table(name: str, type_name: str, *indexes) -> Table:
-    """The table whose columns the declarations of `type_name` store, in their order; an
-    index over a column one database alone has is on that database alone too."""
+    """The table whose columns the declarations of `type_name` store, in their order."""
     columns = [_column(f.column_name, f.stored) for f in stored(type_name)]
-    table = Table(name, Base.metadata, *columns, *indexes)
-    for index in table.indexes:
-        for column in index.columns:
-            index.info.update(column.info)
-    return table
-
-
-def declared_mapping(table: Table) -> dict:
-    """The mapper arguments of a declared table: a column one database alone has is loaded
-    only when asked for (deferred), so that reading whole rows works on both."""
-    return {"properties": {c.name: deferred(c) for c in table.c if c.info.get("only_on")}}
-
-
-def on_database(item, dialect_name: str) -> bool:
-    """Whether a declared column or index is in the databases of `dialect_name` (one
-    declared `only_on` another database is not)."""
-    return item.info.get("only_on", dialect_name) == dialect_name
+    return Table(name, Base.metadata, *columns, *indexes)
 
 
 # Keyset orders of the session list: each is served, per visibility scope, by an index on
@@ -150,7 +132,6 @@ class Session(Base):
         ),
         *session_filter_indexes(),
     )
-    __mapper_args__ = declared_mapping(__table__)
     # `metadata` is the Declarative base's own attribute: the column is mapped as `meta`.
     meta = __table__.c.metadata
 
@@ -163,7 +144,6 @@ class Turn(Base):
         Index("turns_session_task", "session_id", "task_id", unique=True),
         Index("turns_session_endpoint_position", "session_id", "endpoint", "position"),
     )
-    __mapper_args__ = declared_mapping(__table__)
 
 
 class Event(Base):
@@ -180,12 +160,8 @@ class Event(Base):
             sqlite_where=text("dedup_key IS NOT NULL"),
             postgresql_where=text("dedup_key IS NOT NULL"),
         ),
-        # Full-text search (models/search.py): on PostgreSQL a pg_trgm GIN index on the
-        # folded text (migration 0005); SQLite's index is an FTS5 table (migration 0007).
-        Index("events_search_text_trgm", "search_text", postgresql_using="gin",
-              postgresql_ops={"search_text": "gin_trgm_ops"}),
+        # Full-text search: tables of its own, made by migrations (models/search.py).
     )
-    __mapper_args__ = declared_mapping(__table__)
 
 
 class DeploymentSecret(Base):

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, func, select, tuple_
 
 from sessiongraph.loaders import EVENT_COLUMNS, EVENTS_WITH_SESSION
 from sessiongraph.models import Event
-from sessiongraph.models.search import scope_unindexed, term_parameters, terms_found
+from sessiongraph.models.search import event_terms_found, scope_unindexed, term_parameters
 from sessiongraph.resolvers.context import RequestContext
 from sessiongraph.resolvers.errors import BadUserInput
 from sessiongraph.resolvers.pagination import Page, PageArgs, cut_page, decode_cursor, encode_cursor
@@ -32,7 +32,7 @@ def _statements(admin: bool, terms: int, shape: tuple, typed: bool, after: bool)
     has it: streamed fragments of an output found whole in its LLM_OUTPUT)."""
     conditions = [
         *map(scope_unindexed, [visible_sessions(admin), *filter_conditions(shape)]),
-        terms_found(Event.search_text, "search", terms, indexed=True),
+        event_terms_found(Event.id, Event.content, "search", terms),
         Event.type.in_(bindparam("types", expanding=True)) if typed else Event.type != "LLM_PARTIAL",
     ]
     count = select(func.count()).select_from(EVENTS_WITH_SESSION).where(*conditions)

@@ -3,6 +3,7 @@
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -21,7 +22,9 @@ from sessiongraph.config import Settings
 from sessiongraph.ingest.demo import ALICE, DEMO_ORG
 from sessiongraph.models import create_engine
 from sessiongraph.models.database import scratch_postgres_database
+from sessiongraph.models.search import queued
 from tests.conftest import BACKENDS, POSTGRES_URL
+from tests.live_server import live_server
 
 VIEWER = "{ viewer { userId orgId role identityType } }"
 DEMO_SESSIONS = 10  # six chats, three terminal sessions, a red-team run
@@ -200,3 +203,39 @@ async def test_serve_answers_health_readiness_and_graphql(backend):
                 server.kill()
                 output, _ = server.communicate()
         assert f"GraphiQL: http://127.0.0.1:{port}/graphql" in output
+
+
+async def _queued(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await queued(connection)
+    finally:
+        await engine.dispose()
+
+
+def _import_lines(sessions: int) -> str:
+    return "".join(
+        json.dumps({"org_id": str(DEMO_ORG), "user_id": str(ALICE), "title": f"imported {n}", "created_at": "2025-10-28T06:00:00Z", "events": [
+            {"type": "LLM_OUTPUT", "message": f"Kyoto itinerary {n}.{k}", "timestamp": "2025-10-28T06:00:00Z"} for k in range(5)
+        ]}) + "\n"
+        for n in range(sessions)
+    )
+
+
+async def test_index_brings_the_search_index_up_to_date_after_an_import(url):
+    sessiongraph(url, "import", "-", stdin=_import_lines(40))
+    assert await _queued(url) == 200  # the import leaves the index to an indexer
+    assert "indexed 200 events" in sessiongraph(url, "index").stdout
+    assert await _queued(url) == 0
+    assert "indexed 0 events" in sessiongraph(url, "index").stdout
+
+
+async def test_a_running_server_indexes_what_another_process_imported(url):
+    sessiongraph(url, "migrate")
+    with live_server(url) as server:
+        sessiongraph(url, "import", "-", stdin=_import_lines(40))
+        deadline = time.monotonic() + 30
+        while await _queued(url):
+            assert time.monotonic() < deadline, f"still queued after 30 s: {server.log()}"
+            await asyncio.sleep(0.2)

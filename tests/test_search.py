@@ -4,15 +4,19 @@ on SQLite (FTS5 trigram) and PostgreSQL (pg_trgm); only what the caller may see;
 deleted session's; pages newest first; every bad query BAD_USER_INPUT naming its rule; and
 the index kept in step by every writer."""
 
+import asyncio
 import random
 import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from sessiongraph.migrations import upgrade_async
 from sessiongraph.models import Event, Session, create_engine
+from sessiongraph.models.indexer import index_all
+from sessiongraph.models.recording import write_transaction
+from sessiongraph.models.search import index_pending, queued
 from sessiongraph.models.search_text import fold
 from sessiongraph.resolvers.rules import search_terms
 from sessiongraph.resolvers.context import Viewer
@@ -288,8 +292,11 @@ async def test_after_a_random_mix_of_writes_the_index_finds_what_a_plain_scan_fi
     rename = 'mutation($id: ID!, $t: String!) { renameSession(input: {id: $id, title: $t}) { clientMutationId } }'
     delete = 'mutation($id: ID!) { deleteSession(input: {id: $id}) { clientMutationId } }'
     for step in range(60):
-        action = rng.choice(["import", "import", "create", "append", "append", "rename", "delete"])
-        if action == "import" or not sessions:
+        action = rng.choice(["import", "import", "create", "append", "append", "rename", "delete", "index"])
+        if action == "index":  # some of what is queued goes into the index, the rest stays queued
+            async with write_transaction(engine) as connection:
+                await index_pending(connection, rng.randint(1, 8))
+        elif action == "import" or not sessions:
             session_id = await store(engine, org.alice, step, title=_text(rng), turns=[
                 turn_(f"t{k}", step, user_query=_text(rng), result=_text(rng),
                       events=[event_(rng.choice(["LLM_OUTPUT", "LLM_PROMPT", "LLM_PARTIAL"]), step + k / 10, _text(rng))])
@@ -307,18 +314,27 @@ async def test_after_a_random_mix_of_writes_the_index_finds_what_a_plain_scan_fi
             await ok(engine, org.alice, rename, {"id": rng.choice(sessions), "t": _text(rng)[:60]})
         else:
             await ok(engine, org.alice, delete, {"id": sessions.pop(rng.randrange(len(sessions)))})
+    async with engine.connect() as connection:
+        assert 0 < await queued(connection) < await connection.scalar(select(func.count()).select_from(Event))
     hits = 0
-    for probe in PROBES:
+    for probe in PROBES:  # some events indexed, some queued
         expected = await _scan(engine, org.alice, probe)
         assert await found(engine, org.alice, probe) == expected, probe
         hits += len(expected)
     assert hits > 50  # the probes find plenty: the comparison is not of empty lists
-    # The stored folded copies are what the writers' fold makes of the texts as stored
-    # (SQLite keeps none of the events' texts: its index is fed them).
+    assert await index_all(engine) > 0
+    for probe in PROBES:  # all indexed
+        assert await found(engine, org.alice, probe) == await _scan(engine, org.alice, probe), probe
     async with engine.connect() as connection:
+        assert await queued(connection) == 0
         if engine.dialect.name == "postgresql":
-            rows = (await connection.execute(select(Event.content, Event.search_text))).all()
-            assert rows and all(r.search_text == fold(r.content.decode("utf-8", "replace")) for r in rows if r.content is not None)
+            # Every event with a content is in the index once, with what the writer's fold
+            # makes of its content as stored (SQLite's index is fed the same fold by SQL).
+            rows = (await connection.execute(text(
+                "SELECT e.content, s.search_text FROM events e LEFT JOIN events_search s ON s.event_id = e.id"
+                " WHERE e.content IS NOT NULL"
+            ))).all()
+            assert rows and all(r.search_text == fold(r.content.decode("utf-8", "replace")) for r in rows)
         titles = (await connection.execute(select(Session.title, Session.search_title))).all()
     assert all(t.search_title == fold(t.title) for t in titles)
 
@@ -327,6 +343,7 @@ async def test_the_index_is_used_not_a_scan(engine, org):
     """The plan of a search reads the full-text index (FTS5 on SQLite, the trigram GIN index
     on PostgreSQL), not every event."""
     await store(engine, org.alice, events=[event_("LLM_OUTPUT", k, f"event {k}") for k in range(50)])
+    assert await index_all(engine) == 50
     async with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
             plan = (await connection.execute(text(
@@ -336,9 +353,9 @@ async def test_the_index_is_used_not_a_scan(engine, org):
         else:
             await connection.execute(text("SET LOCAL enable_seqscan = off"))
             plan = (await connection.execute(text(
-                "EXPLAIN SELECT id FROM events WHERE search_text LIKE '%vent 4%'"
+                "EXPLAIN SELECT event_id FROM events_search WHERE search_text LIKE '%vent 4%'"
             ))).all()
-            assert any("events_search_text_trgm" in str(row) for row in plan)
+            assert any("events_search_trgm" in str(row) for row in plan)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -377,3 +394,66 @@ async def test_the_migration_makes_stored_texts_searchable(backend):
             assert await found(engine, viewer, "disk full") == ["disk full again", "\ufffdDISK FULL"]
         finally:
             await engine.dispose()
+
+
+# -- the index brought up to date after the writes: a queue, an indexer
+
+
+async def test_an_event_is_found_from_its_commit_queued_then_indexed_alike(engine, org):
+    await store(engine, org.alice, 1, events=[event_("OUTPUT", k, f"Lisbon trip {k}") for k in range(3)])
+    await store(engine, org.bob, 2, events=[event_("OUTPUT", 1, "Lisbon, Bob's")])
+    expected = ["Lisbon trip 2", "Lisbon trip 1", "Lisbon trip 0"]
+    async with engine.connect() as connection:
+        assert await queued(connection) == 4
+    assert await found(engine, org.alice, "LISBON") == expected
+    assert (await ok(engine, org.alice, SESSIONS, {"text": "lisbon"}))["sessions"]["totalCount"] == 1
+    assert await index_all(engine, batch=3) == 4  # two transactions
+    async with engine.connect() as connection:
+        assert await queued(connection) == 0
+    assert await found(engine, org.alice, "LISBON") == expected
+    assert (await ok(engine, org.alice, SESSIONS, {"text": "lisbon"}))["sessions"]["totalCount"] == 1
+    assert await index_all(engine) == 0
+
+
+async def test_indexers_running_at_once_index_every_event_once(engine, org):
+    """As the server processes of several replicas do (PostgreSQL: each takes the queued
+    rows no other holds; SQLite: one writer at a time)."""
+    await store(engine, org.alice, events=[event_("OUTPUT", k, f"event number {k}") for k in range(300)])
+    moved = await asyncio.gather(*(index_all(engine, batch=7) for _ in range(4)))
+    assert sum(moved) == 300
+    async with engine.connect() as connection:
+        assert await queued(connection) == 0
+        if engine.dialect.name == "postgresql":
+            assert await connection.scalar(text("SELECT count(DISTINCT event_id) FROM events_search")) == 300
+    assert len(await found(engine, org.alice, "number")) == 300
+
+
+async def _index_rows(connection, probe: str) -> int:
+    """How many events the index itself holds `probe` for (no queue, no check)."""
+    if connection.dialect.name == "sqlite":
+        return await connection.scalar(text("SELECT count(*) FROM events_search WHERE events_search MATCH sg_trigram_query(:p)"), {"p": probe})
+    return await connection.scalar(text("SELECT count(*) FROM events_search WHERE search_text LIKE '%' || :p || '%'"), {"p": probe})
+
+
+async def test_events_changed_or_deleted_by_another_tool_leave_the_index_in_step(engine, org):
+    """An operator's SQL deleting events (both databases) or changing their content (SQLite's
+    triggers; see README) takes them out of the index whether they were indexed or queued."""
+    await store(engine, org.alice, 1, events=[event_("OUTPUT", 1, "alpha indexed")])
+    assert await index_all(engine) == 1
+    await store(engine, org.alice, 2, events=[event_("OUTPUT", 1, "alpha queued")])
+    if engine.dialect.name == "sqlite":
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE events SET content = CAST(replace(CAST(content AS TEXT), 'alpha', 'omega') AS BLOB)"))
+        assert await found(engine, org.alice, "omega") == ["omega queued", "omega indexed"]
+        assert await found(engine, org.alice, "alpha") == []
+        async with engine.connect() as connection:
+            assert (await _index_rows(connection, "omega"), await _index_rows(connection, "alpha")) == (1, 0)
+    async with engine.begin() as connection:
+        await connection.execute(text("DELETE FROM events"))
+    await index_all(engine)
+    async with engine.connect() as connection:
+        assert await queued(connection) == 0
+        assert await _index_rows(connection, "indexed") == 0
+    await store(engine, org.alice, 3, events=[event_("OUTPUT", 1, "alpha again")])
+    assert await index_all(engine) == 1
+    assert await found(engine, org.alice, "alpha") == ["alpha again"]

@@ -20,6 +20,7 @@ from sessiongraph.transport.http import GraphQLEndpoint
 from sessiongraph.transport.otlp import TracesEndpoint
 from sessiongraph.models import create_engine
 from sessiongraph.models.database import busy_timeout_within
+from sessiongraph.models.indexer import keep_indexing
 from sessiongraph.gate.operation import RETRY_HEADERS, Gate
 from sessiongraph.gate.persisted import PersistedDocuments, load_manifest
 from sessiongraph.live.broker import broker_for
@@ -94,7 +95,11 @@ def create_app(settings: Settings | None = None, engine=None, socket_limits: Soc
     @contextlib.asynccontextmanager
     async def lifespan(app):
         on_stop_signals(stopping)
+        indexer = asyncio.create_task(keep_indexing(engine), name="sessiongraph-indexer")
         yield
+        indexer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await indexer
         await broker_for(engine).close()
         await engine.dispose()
 
