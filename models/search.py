@@ -74,7 +74,7 @@ _INDEX_POSTGRESQL = text(
     " SELECT m.event_id, m.search_text FROM moved m JOIN events e ON e.id = m.event_id)"
     " SELECT count(*) FROM moved"
 )
-_FIRST_QUEUED_SQLITE = text("SELECT max(event_id) FROM (SELECT event_id FROM search_pending ORDER BY event_id LIMIT :limit)")
+_BATCH_END_SQLITE = text("SELECT max(event_id) FROM (SELECT event_id FROM search_pending ORDER BY event_id LIMIT :limit)")
 _INDEX_SQLITE = (
     text(
         "INSERT INTO events_search (rowid, search_text) SELECT e.id, sg_search_text(e.content)"
@@ -90,7 +90,7 @@ async def index_pending(connection, limit: int = INDEX_BATCH) -> int:
     PostgreSQL (each takes rows the others have not locked); SQLite has one writer at a time."""
     if connection.dialect.name == "postgresql":
         return await connection.scalar(_INDEX_POSTGRESQL, {"limit": limit})
-    last = await connection.scalar(_FIRST_QUEUED_SQLITE, {"limit": limit})
+    last = await connection.scalar(_BATCH_END_SQLITE, {"limit": limit})
     if last is None:
         return 0
     insert_rows, delete_rows = _INDEX_SQLITE

@@ -20,7 +20,7 @@ from sessiongraph.models.search import index_pending, queued
 from sessiongraph.models.search_text import fold
 from sessiongraph.resolvers.rules import search_terms
 from sessiongraph.resolvers.context import Viewer
-from tests.conftest import BACKENDS, T0, count_statements, error_codes, event_, execute, fresh_database, ok, store, store_terminal, turn_
+from tests.conftest import BACKENDS, T0, count_statements, error_codes, event_, execute, fresh_database, make_org, ok, store, store_terminal, turn_
 
 pytestmark = pytest.mark.usefixtures("both_executions")
 
@@ -457,3 +457,36 @@ async def test_events_changed_or_deleted_by_another_tool_leave_the_index_in_step
     await store(engine, org.alice, 3, events=[event_("OUTPUT", 1, "alpha again")])
     assert await index_all(engine) == 1
     assert await found(engine, org.alice, "alpha") == ["alpha again"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_migration_0008_downgraded_keeps_queued_and_indexed_events_searchable(backend):
+    """Down to 0007 (one index, no queue), what was queued is indexed too; up again, all
+    found."""
+    from alembic import command
+
+    from sessiongraph.migrations import alembic_config
+
+    async with fresh_database(backend) as url:
+        engine = create_engine(url)
+        try:
+            org = await make_org(engine)
+            await store(engine, org.alice, 1, events=[event_("OUTPUT", 1, "Kyoto indexed")])
+            assert await index_all(engine) == 1
+            await store(engine, org.alice, 2, events=[event_("OUTPUT", 1, "KYOTO queued")])
+            await asyncio.to_thread(command.downgrade, alembic_config(url), "0007")
+            async with engine.connect() as connection:
+                if backend == "sqlite":
+                    held = [await _index_rows(connection, probe) for probe in ("kyoto", "indexed", "queued")]
+                    assert held == [2, 1, 1]
+                else:
+                    texts = (await connection.execute(text("SELECT search_text FROM events ORDER BY id"))).scalars().all()
+                    assert texts == ["kyoto indexed", "kyoto queued"]
+                    assert await connection.scalar(text(
+                        "SELECT count(*) FROM pg_indexes WHERE indexname = 'events_search_text_trgm'")) == 1
+            await upgrade_async(url)
+            assert await found(engine, org.alice, "kyoto") == ["KYOTO queued", "Kyoto indexed"]
+            async with engine.connect() as connection:
+                assert await queued(connection) == 0  # on PostgreSQL moved into the index table whole
+        finally:
+            await engine.dispose()
