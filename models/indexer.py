@@ -19,8 +19,10 @@ IDLE_SECONDS = 1.0
 RETRY_SECONDS = 5.0
 
 
-async def index_all(engine: AsyncEngine, batch: int = INDEX_BATCH) -> int:
-    """Indexes what is queued, a transaction a batch, until a batch comes short; how many."""
+async def index_all(engine: AsyncEngine, batch: int | None = None) -> int:
+    """Indexes what is queued, a transaction a batch (the database's `INDEX_BATCH` unless
+    given), until a batch comes short; how many."""
+    batch = batch or INDEX_BATCH[engine.dialect.name]
     total = 0
     while True:
         async with write_transaction(engine) as connection:
