@@ -17,6 +17,7 @@ import asyncio
 import io
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +36,7 @@ from sessiongraph.migrations import upgrade_async  # noqa: E402
 from sessiongraph.models import create_engine  # noqa: E402
 from sessiongraph.models import recording  # noqa: E402
 from sessiongraph.models.indexer import index_all  # noqa: E402
+from sessiongraph.models.search import queued  # noqa: E402
 from sessiongraph.resolvers.context import RequestContext, Viewer  # noqa: E402
 from sessiongraph.schema import schema  # noqa: E402
 
@@ -146,6 +148,37 @@ async def analyze(engine) -> None:
         async with maintenance.connect() as connection:
             await connection.execute(text("VACUUM ANALYZE"))
         await maintenance.dispose()
+
+
+# A server's background indexer, in a process of its own.
+INDEXER = (
+    "import asyncio, sys\n"
+    "from sessiongraph.models import create_engine\n"
+    "from sessiongraph.models.indexer import keep_indexing\n"
+    "asyncio.run(keep_indexing(create_engine(sys.argv[1]), idle_seconds=0.1))\n"
+)
+
+
+async def timed_import_beside_an_indexer(url: str, lines: bytes) -> tuple[float, float]:
+    """Seconds to import `lines` while another process indexes what it queues (as a running
+    server does), and seconds from the start until the index holds everything."""
+    engine = create_engine(url)
+    indexer = subprocess.Popen([sys.executable, "-c", INDEXER, url])
+    try:
+        started = time.perf_counter()
+        report = await import_lines(url, io.BytesIO(lines), errors=io.StringIO(), progress_every=1e9, engine=engine)
+        imported = time.perf_counter() - started
+        assert report.lines and not report.rejected, report.summary()
+        while True:
+            async with engine.connect() as connection:
+                if not await queued(connection):
+                    break
+            await asyncio.sleep(0.1)
+        return imported, time.perf_counter() - started
+    finally:
+        indexer.terminate()
+        indexer.wait()
+        await engine.dispose()
 
 
 async def timed_indexing(url: str) -> tuple[float, int]:
@@ -276,6 +309,11 @@ async def main() -> None:
                   f"{events / without:,.0f} events/s: **{without / with_index:.2f}x**. Then the indexer (`sessiongraph "
                   f"index`; a server's in the background) {indexing:.1f} s, {events / indexing:,.0f} events/s; import and "
                   f"indexing together against the import without the search: {without / (with_index + indexing):.2f}x.\n")
+            beside, caught_up = await timed_import_beside_an_indexer(
+                await fresh(database, args.postgres_url, directory, "beside"), import_lines_)
+            print(f"Beside an indexer in another process (a running server's, 2 cores shared): import "
+                  f"{events / beside:,.0f} events/s, **{without / beside:.2f}x** the import without the search; "
+                  f"everything indexed {caught_up:.1f} s from the start: {without / caught_up:.2f}x.\n")
             print("Right after the import, nothing indexed yet (the queue scanned): "
                   + "; ".join(r.split("|")[1].strip() + ": p50 " + r.split("|")[2].strip() + " ms" for r in queued_rows) + ".\n")
             print(f"Size: {await sizes(url)}.\n")
@@ -285,7 +323,7 @@ async def main() -> None:
                 print(row)
             print()
             if database == "postgresql":
-                await drop_databases(args.postgres_url, "without", "search")
+                await drop_databases(args.postgres_url, "without", "search", "beside")
 
 
 if __name__ == "__main__":
