@@ -172,6 +172,9 @@ def cmd_import(args) -> int:
     with stream:
         report = asyncio.run(import_file(args.url, stream))
     print(report.summary())
+    if report.queued:
+        print(f"{report.queued:,} events wait for the search index (found meanwhile, more slowly): a running server "
+              "indexes them in the background, or run `sessiongraph index`")
     return 1 if report.rejected else 0
 
 

@@ -58,6 +58,8 @@ class ImportReport:
     turns: int = 0
     events: int = 0
     rejected: int = 0
+    # Events waiting for the search index when the import ended (`import_file`).
+    queued: int = 0
 
     def summary(self) -> str:
         return (
@@ -353,10 +355,15 @@ BATCH_BYTES = 4_000_000
 async def import_file(url: str, stream: IO[bytes]) -> ImportReport:
     """The command: the schema brought to the newest version when it is behind, then the
     import."""
+    from sessiongraph.models.search import queued  # SQLAlchemy only now (see import_lines's store)
+
     engine = create_engine(url)
     try:
         await migrations.upgrade_if_behind(engine, url)
-        return await import_lines(url, stream, engine=engine)
+        report = await import_lines(url, stream, engine=engine)
+        async with engine.connect() as connection:
+            report.queued = await queued(connection)
+        return report
     finally:
         await engine.dispose()
 

@@ -224,7 +224,8 @@ def _import_lines(sessions: int) -> str:
 
 
 async def test_index_brings_the_search_index_up_to_date_after_an_import(url):
-    sessiongraph(url, "import", "-", stdin=_import_lines(40))
+    imported = sessiongraph(url, "import", "-", stdin=_import_lines(40)).stdout
+    assert "200 events wait for the search index" in imported
     assert await _queued(url) == 200  # the import leaves the index to an indexer
     assert "indexed 200 events" in sessiongraph(url, "index").stdout
     assert await _queued(url) == 0
