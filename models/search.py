@@ -75,13 +75,16 @@ _INDEX_POSTGRESQL = text(
     " SELECT m.event_id, m.search_text FROM moved m JOIN events e ON e.id = m.event_id)"
     " SELECT count(*) FROM moved"
 )
-_BATCH_END_SQLITE = text("SELECT max(event_id) FROM (SELECT event_id FROM search_pending ORDER BY event_id LIMIT :limit)")
+# The batch's first and last ids bound both tables' ranges: with the last alone SQLite's
+# planner walked the events from the first ever (every batch: quadratic).
+_BATCH_SQLITE = text("SELECT min(event_id), max(event_id) FROM (SELECT event_id FROM search_pending ORDER BY event_id LIMIT :limit)")
 _INDEX_SQLITE = (
     text(
         "INSERT INTO events_search (rowid, search_text) SELECT e.id, sg_search_text(e.content)"
-        " FROM search_pending p JOIN events e ON e.id = p.event_id WHERE p.event_id <= :last AND e.content IS NOT NULL"
+        " FROM search_pending p JOIN events e ON e.id = p.event_id"
+        " WHERE p.event_id BETWEEN :first AND :last AND e.content IS NOT NULL"
     ),
-    text("DELETE FROM search_pending WHERE event_id <= :last"),
+    text("DELETE FROM search_pending WHERE event_id BETWEEN :first AND :last"),
 )
 
 
@@ -91,12 +94,12 @@ async def index_pending(connection, limit: int) -> int:
     PostgreSQL (each takes rows the others have not locked); SQLite has one writer at a time."""
     if connection.dialect.name == "postgresql":
         return await connection.scalar(_INDEX_POSTGRESQL, {"limit": limit})
-    last = await connection.scalar(_BATCH_END_SQLITE, {"limit": limit})
-    if last is None:
+    first, last = (await connection.execute(_BATCH_SQLITE, {"limit": limit})).one()
+    if first is None:
         return 0
     insert_rows, delete_rows = _INDEX_SQLITE
-    await connection.execute(insert_rows, {"last": last})
-    return (await connection.execute(delete_rows, {"last": last})).rowcount
+    await connection.execute(insert_rows, {"first": first, "last": last})
+    return (await connection.execute(delete_rows, {"first": first, "last": last})).rowcount
 
 
 async def queued(connection) -> int:
