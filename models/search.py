@@ -19,7 +19,7 @@ its rows and the queued events are candidates, each checked against the folded c
 are scanned (their folded columns, no index).
 """
 
-from sqlalchemy import ARRAY, Integer, String, Text, Uuid, bindparam, column, func, insert, or_, select, table, text
+from sqlalchemy import String, bindparam, column, func, insert, or_, select, table, text
 from sqlalchemy.sql.visitors import replacement_traverse
 from sqlalchemy.types import NullType
 from sqlalchemy.ext.compiler import compiles
@@ -40,31 +40,25 @@ _QUEUE = table(QUEUE_TABLE, column("event_id"), column("search_text"))
 # 0.15 s for 20,000 there), which other writers wait for.
 INDEX_BATCH = {"sqlite": 20_000, "postgresql": 10_000}
 
-_QUEUE_POSTGRESQL = text(
-    "INSERT INTO search_pending (event_id, search_text)"
-    " SELECT e.id, t.search_text FROM unnest(:session_ids, :seqs, :texts) AS t(session_id, seq, search_text)"
-    " JOIN events e ON e.session_id = t.session_id AND e.seq = t.seq"
-).bindparams(
-    bindparam("session_ids", type_=ARRAY(Uuid())), bindparam("seqs", type_=ARRAY(Integer())),
-    bindparam("texts", type_=ARRAY(Text())),
-)
-
 
 async def queue_new_events(connection, conditions, session_ids, seqs, events) -> None:
     """Queues the new events for the index (those with a content): the one writer
     (models/recording.py) calls it after inserting them, in its transaction. `conditions`
     select the new events (all of them new); `session_ids`, `seqs` and `events` (NewEvent)
-    are the same events in one order, for PostgreSQL, whose queue holds their folded text."""
+    are the same events in one order, for PostgreSQL, whose queue holds their folded text:
+    written by COPY (asyncpg's, on the transaction's own connection), a third cheaper than an
+    INSERT of the same rows (bench/RESULTS.md, round ten)."""
     if connection.dialect.name == "sqlite":
         rows = select(Event.id).where(*conditions, Event.content.is_not(None))
         await connection.execute(insert(_QUEUE).from_select(["event_id"], rows))
         return
     texts = [e.search_text for e in events]
-    kept = [i for i, t in enumerate(texts) if t is not None]
-    if kept:
-        await connection.execute(_QUEUE_POSTGRESQL, {
-            "session_ids": [session_ids[i] for i in kept], "seqs": [seqs[i] for i in kept], "texts": [texts[i] for i in kept],
-        })
+    if all(t is None for t in texts):
+        return
+    ids = dict(((s, q), i) for s, q, i in await connection.execute(select(Event.session_id, Event.seq, Event.id).where(*conditions)))
+    records = [(ids[key], t) for key, t in zip(zip(session_ids, seqs), texts) if t is not None]
+    raw = await connection.get_raw_connection()
+    await raw.driver_connection.copy_records_to_table(QUEUE_TABLE, records=records, columns=("event_id", "search_text"))
 
 
 # (A queued event deleted meanwhile leaves the queue without entering the index.)
