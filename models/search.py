@@ -19,7 +19,7 @@ its rows and the queued events are candidates, each checked against the folded c
 are scanned (their folded columns, no index).
 """
 
-from sqlalchemy import String, bindparam, column, func, insert, or_, select, table, text
+from sqlalchemy import ARRAY, String, any_, bindparam, column, func, insert, or_, select, table, text
 from sqlalchemy.sql.visitors import replacement_traverse
 from sqlalchemy.types import NullType
 from sqlalchemy.ext.compiler import compiles
@@ -41,11 +41,20 @@ _QUEUE = table(QUEUE_TABLE, column("event_id"), column("search_text"))
 INDEX_BATCH = {"sqlite": 20_000, "postgresql": 10_000}
 
 
+# The new events' ids, by their sessions and seqs, bound as one array and a range: an IN of a
+# batch's 500 sessions turned, once the statement's plan was PostgreSQL's generic one, into a
+# walk of every event (1 s a batch at a million events).
+_NEW_IDS_POSTGRESQL = select(Event.session_id, Event.seq, Event.id).where(
+    Event.session_id == any_(bindparam("sessions", type_=ARRAY(Event.session_id.type))),
+    Event.seq.between(bindparam("first"), bindparam("last")),
+)
+
+
 async def queue_new_events(connection, conditions, session_ids, seqs, events) -> None:
     """Queues the new events for the index (those with a content): the one writer
     (models/recording.py) calls it after inserting them, in its transaction. `conditions`
-    select the new events (all of them new); `session_ids`, `seqs` and `events` (NewEvent)
-    are the same events in one order, for PostgreSQL, whose queue holds their folded text:
+    select the new events (all of them new: SQLite's); `session_ids`, `seqs` and `events`
+    (NewEvent) are the same events in one order, for PostgreSQL, whose queue holds their folded text:
     written by COPY (asyncpg's, on the transaction's own connection), a third cheaper than an
     INSERT of the same rows (bench/RESULTS.md, round ten)."""
     if connection.dialect.name == "sqlite":
@@ -55,7 +64,8 @@ async def queue_new_events(connection, conditions, session_ids, seqs, events) ->
     texts = [e.search_text for e in events]
     if all(t is None for t in texts):
         return
-    ids = dict(((s, q), i) for s, q, i in await connection.execute(select(Event.session_id, Event.seq, Event.id).where(*conditions)))
+    bounds = {"sessions": list(dict.fromkeys(session_ids)), "first": min(seqs), "last": max(seqs)}
+    ids = dict(((s, q), i) for s, q, i in await connection.execute(_NEW_IDS_POSTGRESQL, bounds))
     records = [(ids[key], t) for key, t in zip(zip(session_ids, seqs), texts) if t is not None]
     raw = await connection.get_raw_connection()
     await raw.driver_connection.copy_records_to_table(QUEUE_TABLE, records=records, columns=("event_id", "search_text"))
