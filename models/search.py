@@ -195,10 +195,13 @@ def _event_terms_found_sqlite(element, compiler, **kw):
 
 @compiles(event_terms_found, "postgresql")
 def _event_terms_found_postgresql(element, compiler, **kw):
+    # UNION, though no event is in both: PostgreSQL's planner counts the rows of a UNION,
+    # and guessed 200 for a UNION ALL's distinct ids, walking the events' primary key once a
+    # match (a common term's first page of a million events: 3.0 s, with UNION 1.3 s).
     id_column, _content, *terms = element.clauses
     return (
         f"{compiler.process(id_column, **kw)} IN (SELECT event_id FROM {INDEX_TABLE} WHERE {_likes(compiler, 'search_text', terms, **kw)}"
-        f" UNION ALL SELECT event_id FROM {QUEUE_TABLE} WHERE {_likes(compiler, 'search_text', terms, **kw)})"
+        f" UNION SELECT event_id FROM {QUEUE_TABLE} WHERE {_likes(compiler, 'search_text', terms, **kw)})"
     )
 
 
