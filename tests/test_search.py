@@ -67,6 +67,12 @@ FOLDING = [
     ("100% of a_b", '"0% of a_"', True),  # LIKE's and GLOB's wildcards are plain characters
     ("a*b?c[d]", "*b?c[", True),
     ("abcXbcd", "b%d", False),
+    # Quotes and backslashes are plain characters too (PostgreSQL's statement holds the terms
+    # written as literals: see models/search.py).
+    ("O'Brien said", "o'brien", True),
+    ("path C:\\dir\\x", "c:\\dir", True),
+    ("'; DROP TABLE events; --", '"\'; drop"', True),
+    ("it is", "'is'", False),
 ]
 
 
