@@ -19,7 +19,7 @@ its rows and the queued events are candidates, each checked against the folded c
 are scanned (their folded columns, no index).
 """
 
-from sqlalchemy import ARRAY, String, any_, bindparam, column, func, insert, or_, select, table, text
+from sqlalchemy import ARRAY, String, Text, bindparam, column, func, insert, or_, select, table, text
 from sqlalchemy.sql.visitors import replacement_traverse
 from sqlalchemy.types import NullType
 from sqlalchemy.ext.compiler import compiles
@@ -41,12 +41,17 @@ _QUEUE = table(QUEUE_TABLE, column("event_id"), column("search_text"))
 INDEX_BATCH = {"sqlite": 20_000, "postgresql": 10_000}
 
 
-# The new events' ids, by their sessions and seqs, bound as one array and a range: an IN of a
-# batch's 500 sessions turned, once the statement's plan was PostgreSQL's generic one, into a
-# walk of every event (1 s a batch at a million events).
-_NEW_IDS_POSTGRESQL = select(Event.session_id, Event.seq, Event.id).where(
-    Event.session_id == any_(bindparam("sessions", type_=ARRAY(Event.session_id.type))),
-    Event.seq.between(bindparam("first"), bindparam("last")),
+# The queue's rows: each new event's id (by its session and seq) and folded text, in one
+# statement whatever their number. COPY (asyncpg's, on the transaction's own connection) was a
+# tenth faster; a database restarting mid-COPY left that connection in a state SQLAlchemy did
+# not know of (the fault suite's one INTERNAL_SERVER_ERROR, bench/RESULTS.md round ten).
+_QUEUE_POSTGRESQL = text(
+    "INSERT INTO search_pending (event_id, search_text)"
+    " SELECT e.id, t.search_text FROM unnest(:session_ids, :seqs, :texts) AS t(session_id, seq, search_text)"
+    " JOIN events e ON e.session_id = t.session_id AND e.seq = t.seq"
+).bindparams(
+    bindparam("session_ids", type_=ARRAY(Event.session_id.type)), bindparam("seqs", type_=ARRAY(Event.seq.type)),
+    bindparam("texts", type_=ARRAY(Text())),
 )
 
 
@@ -54,21 +59,18 @@ async def queue_new_events(connection, conditions, session_ids, seqs, events) ->
     """Queues the new events for the index (those with a content): the one writer
     (models/recording.py) calls it after inserting them, in its transaction. `conditions`
     select the new events (all of them new: SQLite's); `session_ids`, `seqs` and `events`
-    (NewEvent) are the same events in one order, for PostgreSQL, whose queue holds their folded text:
-    written by COPY (asyncpg's, on the transaction's own connection), a third cheaper than an
-    INSERT of the same rows (bench/RESULTS.md, round ten)."""
+    (NewEvent) are the same events in one order, for PostgreSQL, whose queue holds their
+    folded text."""
     if connection.dialect.name == "sqlite":
         rows = select(Event.id).where(*conditions, Event.content.is_not(None))
         await connection.execute(insert(_QUEUE).from_select(["event_id"], rows))
         return
     texts = [e.search_text for e in events]
-    if all(t is None for t in texts):
-        return
-    bounds = {"sessions": list(dict.fromkeys(session_ids)), "first": min(seqs), "last": max(seqs)}
-    ids = dict(((s, q), i) for s, q, i in await connection.execute(_NEW_IDS_POSTGRESQL, bounds))
-    records = [(ids[key], t) for key, t in zip(zip(session_ids, seqs), texts) if t is not None]
-    raw = await connection.get_raw_connection()
-    await raw.driver_connection.copy_records_to_table(QUEUE_TABLE, records=records, columns=("event_id", "search_text"))
+    kept = [i for i, t in enumerate(texts) if t is not None]
+    if kept:
+        await connection.execute(_QUEUE_POSTGRESQL, {
+            "session_ids": [session_ids[i] for i in kept], "seqs": [seqs[i] for i in kept], "texts": [texts[i] for i in kept],
+        })
 
 
 # (A queued event deleted meanwhile leaves the queue without entering the index.)
