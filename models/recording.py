@@ -194,7 +194,7 @@ async def _insert_sessions(connection: AsyncConnection, news: list[NewSession]) 
             "workflow_id": rows.workflow_ids,
             **columns,
         }, bound)
-        await queue_new_events(connection, [Event.session_id.in_([s["id"] for s in rows.sessions])], rows.session_ids, rows.seqs, events)
+        await queue_new_events(connection, rows.session_ids, rows.seqs, events)
     return rows.stored
 
 
@@ -406,9 +406,7 @@ async def insert_event_runs(
         session_id,
         seqs,
     )
-    await queue_new_events(
-        connection, [Event.session_id == session_id, Event.seq.between(seqs[0], seqs[-1])], [session_id] * len(events), list(seqs), events
-    )
+    await queue_new_events(connection, [session_id] * len(events), seqs, events)
     await _count_events(connection, [(session_id, turn_id, [e.type for e in run_events]) for turn_id, _, run_events in runs])
     await _touch(connection, session_id, max(e.timestamp for e in events))
     if figures:

@@ -55,14 +55,16 @@ _QUEUE_POSTGRESQL = text(
 )
 
 
-async def queue_new_events(connection, conditions, session_ids, seqs, events) -> None:
+async def queue_new_events(connection, session_ids, seqs, events) -> None:
     """Queues the new events for the index (those with a content): the one writer
-    (models/recording.py) calls it after inserting them, in its transaction. `conditions`
-    select the new events (all of them new: SQLite's); `session_ids`, `seqs` and `events`
-    (NewEvent) are the same events in one order, for PostgreSQL, whose queue holds their
-    folded text."""
+    (models/recording.py) calls it after inserting them, in its transaction. `session_ids`,
+    `seqs` and `events` (NewEvent) are the new events' sessions, seqs and contents, in one
+    order; every event of those sessions within the seqs' range is new (new sessions whole,
+    or one session's appended run). On PostgreSQL the queue holds their folded text."""
     if connection.dialect.name == "sqlite":
-        rows = select(Event.id).where(*conditions, Event.content.is_not(None))
+        rows = select(Event.id).where(
+            Event.session_id.in_(set(session_ids)), Event.seq.between(min(seqs), max(seqs)), Event.content.is_not(None)
+        )
         await connection.execute(insert(_QUEUE).from_select(["event_id"], rows))
         return
     texts = [e.search_text for e in events]
@@ -210,10 +212,10 @@ def _event_terms_found_postgresql(element, compiler, **kw):
     # UNION, though no event is in both: the planner counts a UNION's rows, where it guessed
     # 200 distinct ids of a UNION ALL, with the same plan.
     id_column, _content, *terms = element.clauses
-    terms = _literal(terms)
+    likes = _likes(compiler, "search_text", _literal(terms), **kw)
     return (
-        f"{compiler.process(id_column, **kw)} IN (SELECT event_id FROM {INDEX_TABLE} WHERE {_likes(compiler, 'search_text', terms, **kw)}"
-        f" UNION SELECT event_id FROM {QUEUE_TABLE} WHERE {_likes(compiler, 'search_text', terms, **kw)})"
+        f"{compiler.process(id_column, **kw)} IN (SELECT event_id FROM {INDEX_TABLE} WHERE {likes}"
+        f" UNION SELECT event_id FROM {QUEUE_TABLE} WHERE {likes})"
     )
 
 
